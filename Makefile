@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh clone:  make run  |  make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is pinned in the same pip call as sentence-transformers: the 2.13.0
+# CPU wheel; an unpinned torch would pull gigabytes of CUDA packages.
+TORCH  := torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test install install-test index ui bench clean
+
+$(BIN)/rag: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)" -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/rag
+	$(BIN)/pip install --quiet "$(TORCH)" -e ".[test]"
+	touch $@
+
+install: $(BIN)/rag
+
+install-test: $(VENV)/.test-deps
+
+# Build the index from the bundled sample corpus if index/ holds none yet.
+index: install
+	$(BIN)/rag ingest --sample --if-empty
+
+run: index
+	$(BIN)/python app.py
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/pip install --quiet "$(TORCH)" -e ".[bench]"
+	$(BIN)/python benchmarks/embedders.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

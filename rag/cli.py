@@ -1,0 +1,221 @@
+"""The ``rag`` command. It sits on top of the public API and is the only
+place (with the UI) where errors become friendly messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import rag
+from rag.errors import RagError
+from rag.settings import Settings
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def sample_corpus() -> Path:
+    """The bundled sample corpus (installed with the package)."""
+    return Path(__file__).parent / "sample"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "index", None):
+        overrides["index_dir"] = Path(args.index)
+    if getattr(args, "quiet", False):
+        overrides["progress"] = False
+    elif getattr(args, "json", False):
+        overrides["progress"] = False if not sys.stderr.isatty() else None
+    return Settings.from_env(**overrides)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+# ---- commands ----
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    paths = list(args.paths)
+    if args.sample:
+        paths.append(str(sample_corpus()))
+    if not paths:
+        print("error: give at least one PATH, or --sample", file=sys.stderr)
+        return EXIT_USAGE
+    index = rag.open_index(settings.index_dir, settings)
+    if args.if_empty and index.stats()["articles"] > 0:
+        if not args.json:
+            print(f"{settings.index_dir} already holds {index.stats()['articles']} articles; nothing to do")
+        else:
+            _print_json({"skipped": "index not empty", "stats": index.stats()})
+        return EXIT_OK
+    report = index.ingest(paths)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        c = report.counts()
+        for failure in report.failed:
+            print(f"FAILED  {failure.path}: {failure.reason}", file=sys.stderr)
+        for dup in report.duplicates:
+            print(f"DUPLICATE  {dup.origin}: same text as article {dup.existing_id}", file=sys.stderr)
+        for note in report.notes:
+            print(f"note  {note}", file=sys.stderr)
+        print(f"added {c['added']}, updated {c['updated']}, unchanged {c['unchanged']}, "
+              f"failed {c['failed']}, duplicates {c['duplicates']}, skipped {c['skipped']} "
+              f"({c['chunks_added']} new chunks) -> {settings.index_dir}")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
+    f: dict[str, Any] = {}
+    for key in ("source", "language"):
+        if getattr(args, key, None):
+            f[key] = args.__dict__[key]
+    if getattr(args, "since", None):
+        f["since"] = args.since
+    if getattr(args, "until", None):
+        f["until"] = args.until
+    return f or None
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    hits = index.search(args.query, k=args.k, filters=_filters(args))
+    if args.json:
+        _print_json({"query": args.query, "hits": [h.to_dict() for h in hits]})
+        return EXIT_OK
+    if not hits:
+        print("no matching passages")
+    for n, hit in enumerate(hits, 1):
+        meta = " | ".join(x for x in (hit.source, hit.published_at, hit.language) if x)
+        print(f"{n}. [{hit.score:.3f}] {hit.title or hit.article_id}" + (f"  ({meta})" if meta else ""))
+        print(f"   {hit.chunk_id}  chars {hit.start}-{hit.end}" + (f"  {hit.url}" if hit.url else ""))
+        body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
+        print(textwrap.indent(textwrap.fill(" ".join(body.split()), 100), "   "))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    rows = index.articles(limit=args.limit, offset=args.offset)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for r in rows:
+        title = (r["title"] or "")[:70]
+        print(f"{r['id']:<48} {(r['published_at'] or '')[:10]:<10} {(r['source'] or '')[:18]:<18} "
+              f"{r['language'] or '':<3} {r['chunks']:>3}  {title}")
+    if not rows:
+        print("the index holds no articles")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    for article_id in args.ids:
+        index.delete(article_id)
+        if not args.json:
+            print(f"deleted {article_id}")
+    if args.json:
+        _print_json({"deleted": args.ids})
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    stats = index.stats()
+    if args.json:
+        _print_json(stats)
+    else:
+        for key, value in stats.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+            print(f"{key:>16}: {value}")
+    return EXIT_OK
+
+
+# ---- parser ----
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", metavar="DIR", help="index folder (default: $RAG_INDEX or ./index)")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+
+    parser = argparse.ArgumentParser(prog="rag", description="Cited answers from news articles.")
+    parser.add_argument("--version", action="version", version=f"rag {rag.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", parents=[common], help="add files/folders of articles to the index")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=".txt .md .html .json .jsonl .csv files or folders")
+    p.add_argument("--sample", action="store_true", help="also ingest the bundled sample corpus")
+    p.add_argument("--if-empty", action="store_true", help="do nothing if the index already holds articles")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
+    _filter_args(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("list", parents=[common], help="list indexed articles, newest first")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--offset", type=int, default=0)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("delete", parents=[common], help="remove articles by id")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("stats", parents=[common], help="counts, model and dates of the index")
+    p.set_defaults(func=cmd_stats)
+
+    for name, register in EXTRA_COMMANDS.items():
+        register(sub.add_parser(name, parents=[common]))
+    return parser
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", help="only this source (repeatable)")
+    p.add_argument("--language", action="append", help="only this language code (repeatable)")
+    p.add_argument("--since", help="published on or after DATE (YYYY-MM-DD)")
+    p.add_argument("--until", help="published on or before DATE (YYYY-MM-DD)")
+
+
+#: Subcommands added by later layers: name -> function that fills its parser.
+EXTRA_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        for noisy in ("transformers", "sentence_transformers", "httpx", "faiss", "urllib3", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.func(args))
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The nouns of the domain: articles, their chunks, search hits, citations and
+answers, plus the reports that ingest returns. Frozen dataclasses only."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The metadata fields an article export may carry (only ``text`` is required).
+ARTICLE_FIELDS = ("id", "title", "text", "url", "source", "author", "published_at", "language")
+
+
+@dataclass(frozen=True)
+class Article:
+    """A cleaned news article, ready to be chunked and indexed."""
+
+    id: str
+    text: str
+    title: str | None = None
+    url: str | None = None
+    source: str | None = None
+    author: str | None = None
+    published_at: str | None = None  # ISO 8601 date or date-time
+    language: str | None = None
+    origin: str | None = None  # where it came from: a path, "path:line 7", "api"
+    content_hash: str = ""  # text + metadata: unchanged articles are skipped
+    text_hash: str = ""  # text only: exact duplicates under another id are refused
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of an article's text: ``article.text[start:end] == text``."""
+
+    article_id: str
+    ordinal: int
+    text: str
+    start: int
+    end: int
+    n_tokens: int
+
+    @property
+    def id(self) -> str:
+        return chunk_id(self.article_id, self.ordinal)
+
+
+def chunk_id(article_id: str, ordinal: int) -> str:
+    return f"{article_id}#{ordinal}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with the metadata needed to cite it."""
+
+    article_id: str
+    chunk_id: str
+    title: str | None
+    url: str | None
+    source: str | None
+    published_at: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+    language: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An article whose text is already indexed under another id."""
+
+    origin: str
+    article_id: str
+    existing_id: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did. ``failed`` and ``duplicates`` name every input."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[Failure, ...] = ()
+    duplicates: tuple[Duplicate, ...] = ()
+    skipped: tuple[str, ...] = ()  # files of types we do not read, met while walking folders
+    chunks_added: int = 0
+    notes: tuple[str, ...] = field(default=())  # e.g. "decoded as Windows-1252"
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added), "updated": len(self.updated),
+            "unchanged": len(self.unchanged), "failed": len(self.failed),
+            "duplicates": len(self.duplicates), "skipped": len(self.skipped),
+            "chunks_added": self.chunks_added,
+        }
+
+    def merge(self, other: IngestReport) -> IngestReport:
+        return IngestReport(*(getattr(self, f.name) + getattr(other, f.name)
+                              for f in dataclasses.fields(self)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts(),
+            "added": list(self.added), "updated": list(self.updated),
+            "unchanged": list(self.unchanged),
+            "failed": [dataclasses.asdict(f) for f in self.failed],
+            "duplicates": [dataclasses.asdict(d) for d in self.duplicates],
+            "skipped": list(self.skipped), "notes": list(self.notes),
+        }

@@ -1,0 +1,243 @@
+"""The SQLite catalog of one index generation: articles and their chunks.
+
+A chunk's SQLite rowid is also its id in the FAISS index. A published
+generation is never modified again, so readers open it immutable (no locks)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.errors import IndexCorruptError, InvalidFilterError
+from rag.news import Article, Chunk, Hit, chunk_id
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    title TEXT, url TEXT, source TEXT, author TEXT,
+    published_at TEXT,            -- ISO 8601, sortable as text
+    language TEXT,
+    text TEXT NOT NULL,
+    origin TEXT,
+    content_hash TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    ingested_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_text_hash ON articles(text_hash);
+CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
+CREATE INDEX IF NOT EXISTS articles_published ON articles(published_at);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,    -- the vector id in FAISS
+    article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (article_id, ordinal)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+FILTER_KEYS = ("source", "language", "article_ids", "since", "until")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search restrictions. ``since``/``until`` are inclusive ISO dates."""
+
+    source: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    article_ids: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+
+    @classmethod
+    def parse(cls, value: Filters | dict[str, Any] | None) -> Filters | None:
+        if value is None or isinstance(value, Filters):
+            return value
+        if not isinstance(value, dict):
+            raise InvalidFilterError(f"filters must be a dict, not {type(value).__name__}")
+        aliases = {"sources": "source", "languages": "language", "article_id": "article_ids",
+                   "ids": "article_ids", "published_after": "since", "published_before": "until",
+                   "from": "since", "to": "until"}
+        out: dict[str, Any] = {}
+        for key, val in value.items():
+            name = aliases.get(key, key)
+            if name not in FILTER_KEYS:
+                raise InvalidFilterError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYS)}")
+            if val is None or val == () or val == []:
+                continue
+            if name in ("since", "until"):
+                from rag.ingest.articles import normalize_date
+
+                date = normalize_date(str(val))
+                if date is None:
+                    raise InvalidFilterError(f"filter {key}={val!r} is not a date (use YYYY-MM-DD)")
+                out[name] = date
+            else:
+                items = (val,) if isinstance(val, str) else tuple(val)
+                if not all(isinstance(v, str) and v for v in items):
+                    raise InvalidFilterError(f"filter {key} must be a string or a list of strings")
+                out[name] = items
+        return cls(**out) if out else None
+
+
+class Catalog:
+    """One SQLite file. Writable while a generation is built, read-only after."""
+
+    def __init__(self, path: Path, writable: bool) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            if writable:
+                self._db = sqlite3.connect(path, check_same_thread=False)
+                self._db.executescript(_SCHEMA)
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            else:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+                row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None or int(row[0]) > SCHEMA_VERSION:
+                    raise IndexCorruptError(f"{path}: unknown catalog schema version {row and row[0]}")
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{path} is not a readable SQLite catalog: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{self.path}: {exc}") from exc
+
+    # ---- reading ----
+    def counts(self) -> tuple[int, int]:
+        a = self._query("SELECT count(*) FROM articles")[0][0]
+        c = self._query("SELECT count(*) FROM chunks")[0][0]
+        return a, c
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for part in _batches(ids):
+            marks = ",".join("?" * len(part))
+            for row in self._query(f"SELECT id, content_hash FROM articles WHERE id IN ({marks})", part):
+                out[row["id"]] = row["content_hash"]
+        return out
+
+    def ids_by_text_hash(self, hashes: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for part in _batches(hashes):
+            marks = ",".join("?" * len(part))
+            for row in self._query(f"SELECT id, text_hash FROM articles WHERE text_hash IN ({marks})", part):
+                out.setdefault(row["text_hash"], row["id"])
+        return out
+
+    def chunk_rowids(self, article_ids: Iterable[str]) -> list[int]:
+        out: list[int] = []
+        for part in _batches(list(article_ids)):
+            marks = ",".join("?" * len(part))
+            out += [r[0] for r in self._query(f"SELECT rowid FROM chunks WHERE article_id IN ({marks})", part)]
+        return out
+
+    def allowed_rowids(self, filters: Filters) -> list[int]:
+        where, params = _where(filters)
+        sql = f"SELECT c.rowid FROM chunks c JOIN articles a ON a.id = c.article_id WHERE {where}"
+        return [r[0] for r in self._query(sql, params)]
+
+    def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
+        """Hits for (rowid, score) pairs, in the given order."""
+        rows: dict[int, sqlite3.Row] = {}
+        for part in _batches([r for r, _ in scored]):
+            marks = ",".join("?" * len(part))
+            for row in self._query(
+                    f"SELECT c.rowid AS rowid, c.article_id, c.ordinal, c.start, c.end, c.text, "
+                    f"a.title, a.url, a.source, a.published_at, a.language FROM chunks c "
+                    f"JOIN articles a ON a.id = c.article_id WHERE c.rowid IN ({marks})", part):
+                rows[row["rowid"]] = row
+        return [Hit(article_id=r["article_id"], chunk_id=chunk_id(r["article_id"], r["ordinal"]),
+                    title=r["title"], url=r["url"], source=r["source"], published_at=r["published_at"],
+                    text=r["text"], start=r["start"], end=r["end"], score=float(score),
+                    language=r["language"])
+                for rowid, score in scored if (r := rows.get(rowid)) is not None]
+
+    def articles(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        sql = ("SELECT a.id, a.title, a.source, a.published_at, a.language, a.url, a.origin, "
+               "a.ingested_at, length(a.text) AS chars, "
+               "(SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunks "
+               "FROM articles a ORDER BY coalesce(a.published_at, '') DESC, a.id LIMIT ? OFFSET ?")
+        return [dict(r) for r in self._query(sql, (-1 if limit is None else limit, offset))]
+
+    def article(self, article_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM articles WHERE id = ?", (article_id,))
+        return dict(rows[0]) if rows else None
+
+    def sources(self) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self._query(
+            "SELECT source, count(*) FROM articles WHERE source IS NOT NULL GROUP BY source ORDER BY 2 DESC")]
+
+    def languages(self) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self._query(
+            "SELECT language, count(*) FROM articles WHERE language IS NOT NULL GROUP BY language ORDER BY 2 DESC")]
+
+    def date_range(self) -> tuple[str | None, str | None]:
+        row = self._query("SELECT min(published_at), max(published_at) FROM articles")[0]
+        return row[0], row[1]
+
+    # ---- writing (only while the generation is private to its writer) ----
+    def delete_articles(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            for part in _batches(list(ids)):
+                marks = ",".join("?" * len(part))
+                self._db.execute(f"DELETE FROM chunks WHERE article_id IN ({marks})", part)
+                self._db.execute(f"DELETE FROM articles WHERE id IN ({marks})", part)
+
+    def insert(self, article: Article, chunks: Sequence[Chunk], now: str) -> list[int]:
+        """Insert an article and its chunks; returns the chunks' rowids."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO articles (id, title, url, source, author, published_at, language, text, origin, "
+                "content_hash, text_hash, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (article.id, article.title, article.url, article.source, article.author, article.published_at,
+                 article.language, article.text, article.origin, article.content_hash, article.text_hash, now))
+            rowids = []
+            for c in chunks:
+                cur = self._db.execute(
+                    "INSERT INTO chunks (article_id, ordinal, start, end, n_tokens, text) VALUES (?,?,?,?,?,?)",
+                    (c.article_id, c.ordinal, c.start, c.end, c.n_tokens, c.text))
+                rowids.append(int(cur.lastrowid))
+            return rowids
+
+    def commit(self) -> None:
+        with self._lock:
+            self._db.commit()
+
+
+def _where(filters: Filters) -> tuple[str, list[Any]]:
+    clauses, params = ["1"], []
+    for column, values in (("a.source", filters.source), ("a.language", filters.language),
+                           ("a.id", filters.article_ids)):
+        if values:
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            params += list(values)
+    if filters.since:
+        clauses.append("a.published_at >= ?")
+        params.append(filters.since[:10] if len(filters.since) == 10 else filters.since)
+    if filters.until:
+        # An inclusive day: everything that starts with that date sorts below "date~".
+        clauses.append("a.published_at <= ?")
+        params.append(filters.until + "~" if len(filters.until) == 10 else filters.until)
+    return " AND ".join(clauses), params
+
+
+def _batches(items: Sequence[Any], size: int = 900) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])

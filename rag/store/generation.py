@@ -1,0 +1,158 @@
+"""Index generations: every change is written into a new ``gen-NNNNNN`` folder
+beside the current one and published by atomically replacing manifest.json.
+Readers hold a ``Snapshot`` of one generation and never see a half-written
+index; a crashed writer leaves only an unpublished folder, removed next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexCorruptError
+from rag.news import Article, Chunk, Hit
+from rag.store import vectors as vec
+from rag.store.catalog import Catalog, Filters
+from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = "news.sqlite"
+DATA_FILES = (CATALOG_FILE, vec.VECTORS_FILE, vec.IDS_FILE, vec.FAISS_FILE)
+#: Filtered searches over at most this many chunks are done exactly in numpy.
+EXACT_FILTER_LIMIT = 20_000
+
+
+def gen_dir_name(generation: int) -> str:
+    return f"gen-{generation:06d}"
+
+
+class Snapshot:
+    """A read-only view of one published generation."""
+
+    def __init__(self, folder: Path, manifest: Manifest) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.data = folder / manifest.data_dir
+        if not self.data.is_dir():
+            raise FileNotFoundError(self.data)  # superseded between reading manifest and here
+        for name, size in manifest.file_sizes.items():
+            path = self.data / name
+            actual = path.stat().st_size if path.exists() else -1
+            if actual != size:
+                raise IndexCorruptError(
+                    f"{path} is {'missing' if actual < 0 else f'{actual} bytes'}, the manifest says {size} "
+                    f"bytes: the index is damaged (restore it or rebuild with 'rag ingest')")
+        self.catalog = Catalog(self.data / CATALOG_FILE, writable=False)
+        self.vectors = vec.load_vectors(self.data, manifest.dim)
+        self.index = vec.load_index(self.data)
+        n_articles, n_chunks = self.catalog.counts()
+        if not (self.index.ntotal == len(self.vectors.ids) == n_chunks == manifest.chunks
+                and n_articles == manifest.articles):
+            raise IndexCorruptError(
+                f"index {folder} is inconsistent: manifest says {manifest.articles} articles / "
+                f"{manifest.chunks} chunks, catalog has {n_articles} / {n_chunks}, FAISS has "
+                f"{self.index.ntotal} vectors")
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def search(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
+        allowed = None
+        if filters is not None:
+            allowed = np.asarray(self.catalog.allowed_rowids(filters), dtype=np.int64)
+        if allowed is not None and (len(allowed) <= EXACT_FILTER_LIMIT or self.manifest.vector_index == "flat"):
+            scored = vec.exact_search(self.vectors, query, k, allowed)
+        else:
+            scored = vec.search(self.index, query, k, allowed)
+        return self.catalog.hits(scored)
+
+
+class GenerationWriter:
+    """Builds the next generation from ``base`` (None for a new index).
+    The caller holds the folder's WriteLock."""
+
+    def __init__(self, folder: Path, base: Snapshot | None, embed_model: str, dim: int,
+                 chunk_tokens: int, chunk_overlap: int, exact_limit: int) -> None:
+        self.folder = folder
+        self.base = base
+        self.generation = (base.manifest.generation if base else 0) + 1
+        self.data = folder / gen_dir_name(self.generation)
+        self._meta = (embed_model, dim, chunk_tokens, chunk_overlap, exact_limit)
+        if self.data.exists():  # left by a writer that crashed before publishing
+            shutil.rmtree(self.data)
+        self.data.mkdir(parents=True)
+        db_path = self.data / CATALOG_FILE
+        if base is not None:
+            src = sqlite3.connect(f"file:{base.catalog.path}?mode=ro&immutable=1", uri=True)
+            dst = sqlite3.connect(db_path)
+            with dst:
+                src.backup(dst)
+            src.close()
+            dst.close()
+        self.catalog = Catalog(db_path, writable=True)
+        self._dropped: set[int] = set()
+        self._new_vectors: list[np.ndarray] = []
+        self._new_ids: list[int] = []
+
+    def remove(self, article_ids: Sequence[str]) -> None:
+        self._dropped.update(self.catalog.chunk_rowids(article_ids))
+        self.catalog.delete_articles(article_ids)
+
+    def add(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        rowids = self.catalog.insert(article, chunks, now_iso())
+        self._new_ids += rowids
+        self._new_vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(rowids), -1))
+
+    def publish(self) -> Manifest:
+        embed_model, dim, chunk_tokens, chunk_overlap, exact_limit = self._meta
+        self.catalog.commit()
+        n_articles, n_chunks = self.catalog.counts()
+        self.catalog.close()
+        vset = self.base.vectors if self.base else vec.VectorSet.empty(dim)
+        new = np.concatenate(self._new_vectors) if self._new_vectors else np.zeros((0, dim), np.float32)
+        vset = vset.without(self._dropped).plus(new, np.asarray(self._new_ids, dtype=np.int64))
+        if len(vset.ids) != n_chunks:
+            raise IndexCorruptError(f"internal error: {len(vset.ids)} vectors for {n_chunks} chunks")
+        vec.save_vectors(self.data, vset)
+        kind = vec.choose_kind(len(vset.ids), exact_limit)
+        vec.save_index(self.data, vec.build_index(vset, kind))
+        sizes = {}
+        for name in DATA_FILES:
+            path = self.data / name
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+            sizes[name] = path.stat().st_size
+        fsync_dir(self.data)
+        now = now_iso()
+        manifest = Manifest(
+            embed_model=embed_model, dim=dim, generation=self.generation,
+            data_dir=self.data.name, articles=n_articles, chunks=n_chunks, vector_index=kind,
+            created=self.base.manifest.created if self.base else now, updated=now,
+            chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, file_sizes=sizes)
+        write_manifest(self.folder, manifest)
+        log.info("published generation %d: %d articles, %d chunks (%s)", self.generation,
+                 n_articles, n_chunks, kind)
+        self._collect_garbage()
+        return manifest
+
+    def abort(self) -> None:
+        try:
+            self.catalog.close()
+        except sqlite3.Error:
+            pass
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def _collect_garbage(self) -> None:
+        """Keep this generation and the one before (a reader may still be
+        opening it); remove older ones and any unpublished leftovers."""
+        keep = {gen_dir_name(self.generation), gen_dir_name(self.generation - 1)}
+        for child in self.folder.iterdir():
+            if child.is_dir() and child.name.startswith("gen-") and child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)

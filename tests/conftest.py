@@ -1,0 +1,66 @@
+"""Shared fixtures: the real default embedding model (loaded once per
+session), the real sample index, and helpers to build small indexes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import rag  # noqa: E402
+from rag.embed import load_embedder  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DATASETS = SHARED / "datasets"
+SEED = ROOT / "rag" / "sample" / "facebook-banks-de.txt"
+BANKS = ("JPMorgan Chase", "Wells Fargo", "Citigroup", "U.S. Bancorp")
+
+
+def make_settings(index_dir: Path, **overrides) -> Settings:
+    return Settings.from_env(environ={}, dotenv=None, index_dir=index_dir, progress=False, **overrides)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real default embedder (e5 + USE ensemble), loaded once."""
+    return load_embedder(make_settings(Path("unused")))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "index")
+
+
+@pytest.fixture
+def index(settings: Settings, embedder) -> rag.NewsIndex:
+    return rag.open_index(settings.index_dir, settings)
+
+
+@pytest.fixture(scope="session")
+def sample_index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """The bundled sample corpus, indexed once per session with the default model."""
+    folder = tmp_path_factory.mktemp("sample") / "index"
+    idx = rag.open_index(folder, make_settings(folder))
+    report = idx.ingest([ROOT / "rag" / "sample"])
+    assert report.ok and len(report.added) > 100, report.counts()
+    return folder
+
+
+@pytest.fixture
+def sample_index(sample_index_dir: Path) -> rag.NewsIndex:
+    return rag.open_index(sample_index_dir, make_settings(sample_index_dir), create=False)
+
+
+@pytest.fixture
+def sample_copy(sample_index_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample index that a test may change."""
+    target = tmp_path / "sample-copy"
+    shutil.copytree(sample_index_dir, target)
+    return target
