@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 # torch is pinned in the same pip call as sentence-transformers: the 2.13.0
 # CPU wheel; an unpinned torch would pull gigabytes of CUDA packages.
 TORCH  := torch==2.13.0
+# The UI's browser test drives Debian's Chromium (Playwright's own browser download
+# is not used). Installed by apt when missing; sudo only when not root.
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -16,9 +20,17 @@ $(BIN)/rag: pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH)" -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/rag
+$(VENV)/.test-deps: $(BIN)/rag | $(CHROMIUM)
 	$(BIN)/pip install --quiet "$(TORCH)" -e ".[test]"
 	touch $@
+
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null 2>&1; then \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "warning: no apt-get: install Chromium as $(CHROMIUM), else the browser test is skipped"; \
+	fi
 
 install: $(BIN)/rag
 

@@ -9,16 +9,28 @@
 
 from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, IndexCorruptError,
                         IndexLockedError, IndexNotFoundError, InvalidFilterError, ModelMismatchError, RagError)
+from rag.answer import answer
+from rag.generate import GenerationError
 from rag.index import NewsIndex, open_index
-from rag.news import Article, Chunk, Duplicate, Failure, Hit, IngestReport
+from rag.news import Answer, Article, Chunk, Citation, Duplicate, Failure, Hit, IngestReport, Unsupported
 from rag.settings import Settings
 from rag.store.catalog import Filters
 
 __version__ = "0.1.0"
 
+
+def sample_articles() -> list["Path"]:
+    """The files of the bundled sample corpus (see rag/sample/SOURCES.md)."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "sample"
+    return sorted(p for p in folder.iterdir() if p.suffix in {".txt", ".csv", ".jsonl"})
+
+
 __all__ = [
+    "Answer", "Citation", "GenerationError", "Unsupported", "answer",
     "Article", "ArticleNotFoundError", "Chunk", "ConfigError", "Duplicate", "EmbeddingModelError",
     "Failure", "Filters", "Hit", "IndexCorruptError", "IndexLockedError", "IndexNotFoundError",
     "IngestReport", "InvalidFilterError", "ModelMismatchError", "NewsIndex", "RagError", "Settings",
-    "open_index", "__version__",
+    "open_index", "sample_articles", "__version__",
 ]

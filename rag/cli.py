@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,6 @@ from rag.errors import RagError
 from rag.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-
-
-def sample_corpus() -> Path:
-    """The bundled sample corpus (installed with the package)."""
-    return Path(__file__).parent / "sample"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -46,7 +41,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     paths = list(args.paths)
     if args.sample:
-        paths.append(str(sample_corpus()))
+        paths += [str(p) for p in rag.sample_articles()]
     if not paths:
         print("error: give at least one PATH, or --sample", file=sys.stderr)
         return EXIT_USAGE
@@ -89,7 +84,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
-    hits = index.search(args.query, k=args.k, filters=_filters(args))
+    hits = index.search(args.query, k=args.k, filters=_filters(args), mode=args.mode)
     if args.json:
         _print_json({"query": args.query, "hits": [h.to_dict() for h in hits]})
         return EXIT_OK
@@ -146,6 +141,47 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["llm_model"] = args.model
+    settings = _settings(args).replace(**overrides) if overrides else _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    options: dict[str, Any] = {"mode": args.mode, "filters": _filters(args)}
+    if args.generator:
+        options["generator"] = args.generator
+    if args.json:
+        result = rag.answer(args.question, index, k=args.k, **options)
+        assert isinstance(result, rag.Answer)
+        _print_json(result.to_dict())
+        return EXIT_OK
+    final: rag.Answer | None = None
+    for event in rag.answer(args.question, index, k=args.k, stream=True, **options):  # type: ignore[union-attr]
+        if isinstance(event, rag.Answer):
+            final = event
+        else:
+            sys.stdout.write(event)
+            sys.stdout.flush()
+    assert final is not None
+    print()
+    _print_sources(final)
+    return EXIT_OK
+
+
+def _print_sources(answer: rag.Answer) -> None:
+    if answer.citations:
+        print("\nSources:")
+    for c in answer.citations:
+        meta = ", ".join(x for x in (c.source, (c.published_at or "")[:10]) if x)
+        print(f"[{c.n}] {c.title or c.article_id}" + (f" ({meta})" if meta else "") + (f" {c.url}" if c.url else ""))
+        print(textwrap.indent(textwrap.fill(f"«{' '.join(c.quote.split())}»", 100), "    "))
+    for u in answer.unsupported:
+        print(f"! unsupported: {u.sentence} ({u.reason})", file=sys.stderr)
+    for note in answer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"(answered by {answer.generator})", file=sys.stderr)
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -167,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -182,8 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", parents=[common], help="counts, model and dates of the index")
     p.set_defaults(func=cmd_stats)
 
-    for name, register in EXTRA_COMMANDS.items():
-        register(sub.add_parser(name, parents=[common]))
+    p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=5, help="passages shown to the generator (default 5)")
+    p.add_argument("--generator", choices=["openai", "extractive", "local"],
+                   help="default: openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, else extractive")
+    p.add_argument("--model", help="LLM model name (default: $RAG_LLM_MODEL)")
+    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid", help="retrieval mode")
+    _filter_args(p)
+    p.set_defaults(func=cmd_ask)
+
     return parser
 
 
@@ -192,10 +237,6 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", action="append", help="only this language code (repeatable)")
     p.add_argument("--since", help="published on or after DATE (YYYY-MM-DD)")
     p.add_argument("--until", help="published on or before DATE (YYYY-MM-DD)")
-
-
-#: Subcommands added by later layers: name -> function that fills its parser.
-EXTRA_COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

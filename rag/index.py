@@ -17,9 +17,10 @@ from rag.chunk import chunk_article
 from rag.embed import Embedder, load_embedder
 from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexNotFoundError, InvalidFilterError,
                         ModelMismatchError)
-from rag.ingest.articles import to_article
+from rag.ingest.articles import detect_query_language, to_article
 from rag.ingest.readers import Record, iter_files, read_file
 from rag.news import Article, Chunk, Duplicate, Failure, Hit, IngestReport
+from rag.retrieve import Retrieval, RetrievalOptions, retrieve
 from rag.settings import Settings
 from rag.store.catalog import Filters
 from rag.store.generation import GenerationWriter, Snapshot
@@ -95,17 +96,34 @@ class NewsIndex:
         snap = self.snapshot()
         return snap.manifest if snap else None
 
-    def search(self, query: str, k: int = 5, filters: Filters | dict[str, Any] | None = None) -> list[Hit]:
-        """The k chunks most similar to ``query``, best first."""
+    def search(self, query: str, k: int = 5, filters: Filters | dict[str, Any] | None = None, *,
+               mode: str = "hybrid", **options: Any) -> list[Hit]:
+        """The k best chunks for ``query``, best first.
+
+        ``mode``: "hybrid" (dense + BM25), "dense" or "sparse". Further
+        options are those of ``rag.retrieve.RetrievalOptions``; by default a
+        search returns raw chunks (no per-article cap, no merging, no dates
+        read from the query)."""
+        defaults: dict[str, Any] = {"max_per_article": None, "merge_neighbours": False, "time_intent": False}
+        return list(self.retrieve(query, k, filters, mode=mode, **(defaults | options)).hits)
+
+    def retrieve(self, query: str, k: int = 5, filters: Filters | dict[str, Any] | None = None, *,
+                 mode: str = "hybrid", **options: Any) -> Retrieval:
+        """Like ``search`` with answer-oriented defaults (diverse, merged passages,
+        dates in the question applied), plus what was inferred on the way."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidFilterError("the query is empty")
-        if not isinstance(k, int) or not 1 <= k <= 1000:
-            raise InvalidFilterError(f"k must be an integer from 1 to 1000, got {k!r}")
-        parsed = Filters.parse(filters)
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise InvalidFilterError(f"k must be an integer, got {k!r}")
+        try:
+            opts = RetrievalOptions(k=k, mode=mode, filters=Filters.parse(filters), **options)
+        except TypeError as exc:
+            raise InvalidFilterError(f"unknown search option: {exc}") from None
         snap = self.snapshot()
         if snap is None or snap.manifest.chunks == 0:
-            return []
-        return snap.search(self.embedder.embed_query(query.strip()), k, parsed)
+            return Retrieval(())
+        query = query.strip()
+        return retrieve(snap, self.embedder, query, opts, detect_query_language(query, self.settings.languages))
 
     def stats(self) -> dict[str, Any]:
         snap = self.snapshot()

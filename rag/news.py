@@ -66,6 +66,8 @@ class Hit:
     end: int
     score: float
     language: str | None = None
+    #: Cosine similarity with the query (the fused ``score`` is rank-based).
+    similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,4 +127,63 @@ class IngestReport:
             "failed": [dataclasses.asdict(f) for f in self.failed],
             "duplicates": [dataclasses.asdict(d) for d in self.duplicates],
             "skipped": list(self.skipped), "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Source ``[n]`` of an answer: the passage's article and the span that
+    supports the claim (``start``/``end`` index the article text)."""
+
+    n: int
+    article_id: str
+    chunk_id: str
+    title: str | None
+    url: str | None
+    source: str | None
+    published_at: str | None
+    quote: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An answer sentence the citation check could not match to its sources."""
+
+    sentence: str
+    cited: tuple[int, ...]
+    reason: str  # "no citation", "not found in source [2]", ...
+    support: float  # best similarity found
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A grounded answer: text with ``[n]`` markers, the sources they point
+    to, the passages the generator saw, and what the checks found."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    generator: str
+    query: str = ""  # the standalone query actually searched (after follow-up rewriting)
+    unsupported: tuple[Unsupported, ...] = ()
+    refused: bool = False  # retrieval found nothing relevant enough; nothing was generated
+    error: str | None = None  # the generator failed; text explains, hits are still given
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question, "answer": self.text, "query": self.query,
+            "citations": [c.to_dict() for c in self.citations],
+            "passages": [dict(h.to_dict(), n=i) for i, h in enumerate(self.hits, 1)],
+            "generator": self.generator, "unsupported": [u.to_dict() for u in self.unsupported],
+            "refused": self.refused, "error": self.error, "notes": list(self.notes),
         }

@@ -69,6 +69,23 @@ class Settings:
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
     llm_temperature: float = 0.1
+    #: RAG_MIN_SIMILARITY: refuse when no passage is this similar to the question
+    #: (None: 0.72 for the default embedder, off for others).
+    min_similarity: float | None = None
+    #: RAG_LOCAL_MODEL: a .gguf file for the "local" generator (default: bundled SmolLM2).
+    local_model: str | None = None
+
+    # ---- chat UI (app.py) ----
+    #: RAG_UI_HOST / RAG_UI_PORT: where the UI listens (loopback unless told otherwise).
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 7860
+    #: RAG_UI_USER / RAG_UI_PASSWORD: both set -> the UI asks for them.
+    ui_user: str | None = None
+    ui_password: str | None = field(default=None, repr=False)
+    #: RAG_UPLOAD_MAX_MB: largest file accepted by the UI's upload.
+    upload_max_mb: float = 20.0
+    #: RAG_UI_CONCURRENCY: questions answered at the same time.
+    ui_concurrency: int = 4
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -118,6 +135,7 @@ class Settings:
         """Settings safe to show a user: the API key is never included."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["openai_api_key"] = "set" if self.openai_api_key else "not set"
+        out["ui_password"] = "set" if self.ui_password else "not set"
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
 
 
@@ -161,4 +179,12 @@ _ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
     ("llm_timeout", "RAG_LLM_TIMEOUT", float),
     ("llm_max_retries", "RAG_LLM_MAX_RETRIES", int),
     ("llm_temperature", "RAG_LLM_TEMPERATURE", float),
+    ("local_model", "RAG_LOCAL_MODEL", str),
+    ("min_similarity", "RAG_MIN_SIMILARITY", float),
+    ("ui_host", "RAG_UI_HOST", str),
+    ("ui_port", "RAG_UI_PORT", int),
+    ("ui_user", "RAG_UI_USER", str),
+    ("ui_password", "RAG_UI_PASSWORD", str),
+    ("upload_max_mb", "RAG_UPLOAD_MAX_MB", float),
+    ("ui_concurrency", "RAG_UI_CONCURRENCY", int),
 )

@@ -17,10 +17,18 @@ from rag.embed import load_embedder  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("RAG_SHARED", ROOT.parent / "shared"))
 DATASETS = SHARED / "datasets"
 SEED = ROOT / "rag" / "sample" / "facebook-banks-de.txt"
 BANKS = ("JPMorgan Chase", "Wells Fargo", "Citigroup", "U.S. Bancorp")
+
+
+def dataset(*parts: str) -> Path:
+    """A file of the shared evaluation data (../shared/datasets), or a visible skip."""
+    path = DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared dataset {path} is not present (set RAG_SHARED)")
+    return path
 
 
 def make_settings(index_dir: Path, **overrides) -> Settings:
@@ -48,7 +56,7 @@ def sample_index_dir(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path
     """The bundled sample corpus, indexed once per session with the default model."""
     folder = tmp_path_factory.mktemp("sample") / "index"
     idx = rag.open_index(folder, make_settings(folder))
-    report = idx.ingest([ROOT / "rag" / "sample"])
+    report = idx.ingest(rag.sample_articles())
     assert report.ok and len(report.added) > 100, report.counts()
     return folder
 

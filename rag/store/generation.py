@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,11 +21,11 @@ from rag.news import Article, Chunk, Hit
 from rag.store import vectors as vec
 from rag.store.catalog import Catalog, Filters
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
+from rag.store.sparse import SPARSE_DIR, SparseIndex
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "news.sqlite"
-DATA_FILES = (CATALOG_FILE, vec.VECTORS_FILE, vec.IDS_FILE, vec.FAISS_FILE)
 #: Filtered searches over at most this many chunks are done exactly in numpy.
 EXACT_FILTER_LIMIT = 20_000
 
@@ -52,6 +53,8 @@ class Snapshot:
         self.catalog = Catalog(self.data / CATALOG_FILE, writable=False)
         self.vectors = vec.load_vectors(self.data, manifest.dim)
         self.index = vec.load_index(self.data)
+        self._sparse: SparseIndex | None = None
+        self._sparse_lock = threading.Lock()
         n_articles, n_chunks = self.catalog.counts()
         if not (self.index.ntotal == len(self.vectors.ids) == n_chunks == manifest.chunks
                 and n_articles == manifest.articles):
@@ -63,15 +66,34 @@ class Snapshot:
     def close(self) -> None:
         self.catalog.close()
 
-    def search(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
-        allowed = None
-        if filters is not None:
-            allowed = np.asarray(self.catalog.allowed_rowids(filters), dtype=np.int64)
+    @property
+    def sparse(self) -> SparseIndex:
+        with self._sparse_lock:
+            if self._sparse is None:
+                self._sparse = SparseIndex.load(self.data)
+            return self._sparse
+
+    def allowed(self, filters: Filters | None) -> np.ndarray | None:
+        if filters is None:
+            return None
+        return np.asarray(self.catalog.allowed_rowids(filters), dtype=np.int64)
+
+    def dense(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-k (rowid, cosine) by the FAISS index (exact in numpy for small filtered sets)."""
         if allowed is not None and (len(allowed) <= EXACT_FILTER_LIMIT or self.manifest.vector_index == "flat"):
-            scored = vec.exact_search(self.vectors, query, k, allowed)
-        else:
-            scored = vec.search(self.index, query, k, allowed)
-        return self.catalog.hits(scored)
+            return vec.exact_search(self.vectors, query, k, allowed)
+        return vec.search(self.index, query, k, allowed)
+
+    def similarities(self, query: np.ndarray, rowids: Sequence[int]) -> dict[int, float]:
+        """Cosine of the query with given chunks (for fusing sparse-only hits)."""
+        if not len(rowids):
+            return {}
+        rows = np.flatnonzero(np.isin(self.vectors.ids, np.asarray(rowids, dtype=np.int64)))
+        scores = np.asarray(self.vectors.vectors[rows] @ query.astype(np.float32))
+        return {int(self.vectors.ids[r]): float(s) for r, s in zip(rows, scores)}
+
+    def search(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
+        return self.catalog.hits(self.dense(query, k, self.allowed(filters)))
 
 
 class GenerationWriter:
@@ -114,6 +136,7 @@ class GenerationWriter:
         embed_model, dim, chunk_tokens, chunk_overlap, exact_limit = self._meta
         self.catalog.commit()
         n_articles, n_chunks = self.catalog.counts()
+        SparseIndex.build(self.catalog.chunk_texts()).save(self.data)
         self.catalog.close()
         vset = self.base.vectors if self.base else vec.VectorSet.empty(dim)
         new = np.concatenate(self._new_vectors) if self._new_vectors else np.zeros((0, dim), np.float32)
@@ -124,11 +147,11 @@ class GenerationWriter:
         kind = vec.choose_kind(len(vset.ids), exact_limit)
         vec.save_index(self.data, vec.build_index(vset, kind))
         sizes = {}
-        for name in DATA_FILES:
-            path = self.data / name
+        for path in sorted(p for p in self.data.rglob("*") if p.is_file()):
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
-            sizes[name] = path.stat().st_size
+            sizes[path.relative_to(self.data).as_posix()] = path.stat().st_size
+        fsync_dir(self.data / SPARSE_DIR)
         fsync_dir(self.data)
         now = now_iso()
         manifest = Manifest(

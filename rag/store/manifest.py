@@ -80,8 +80,8 @@ class Manifest:
             raise bad(f"data_dir {m.data_dir!r} is not a generation folder name")
         if m.dim <= 0 or m.articles < 0 or m.chunks < 0 or m.vector_index not in ("flat", "hnsw"):
             raise bad("impossible values (dim, counts or vector index kind)")
-        if any("/" in name or name.startswith(".") for name in m.file_sizes):
-            raise bad("file names must be plain names inside the generation folder")
+        if any(name.startswith(("/", ".")) or ".." in name.split("/") for name in m.file_sizes):
+            raise bad("file names must be relative paths inside the generation folder")
         return m
 
 

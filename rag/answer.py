@@ -1,0 +1,155 @@
+"""``answer()``: a question in, a grounded answer with checked citations out.
+
+follow-up rewriting -> retrieval -> relevance gate (refuse rather than guess)
+-> generation (streamed or not) -> citation check."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag.cite import check, is_refusal
+from rag.errors import RagError
+from rag.generate import GenerationError, GenerationRequest, Generator, Turn, choose_generator, history_turns
+from rag.generate.extractive import NOTE as EXTRACTIVE_NOTE
+from rag.index import NewsIndex, open_index
+from rag.ingest.articles import detect_query_language
+from rag.news import Answer
+from rag.retrieve import Retrieval
+from rag.settings import DEFAULT_EMBED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+#: Below this cosine (best query-passage similarity) nothing retrieved is about
+#: the question: refuse. Calibrated for the default embedder on MultiHop-RAG:
+#: answerable questions score 0.74-0.84 (5th-95th percentile), questions with
+#: no answer in the corpus 0.67-0.74; 0.72 refuses most of the latter and
+#: about 3% of the former. Other models: set RAG_MIN_SIMILARITY (default off).
+DEFAULT_MIN_SIMILARITY = 0.72
+REFUSAL = {
+    "en": "The indexed articles do not contain an answer to this question.",
+    "de": "Die indexierten Artikel enthalten keine Antwort auf diese Frage.",
+}
+FAILED = {
+    "en": "Could not write an answer: {error} The most relevant passages are listed below.",
+    "de": "Es konnte keine Antwort geschrieben werden: {error} Die relevantesten Passagen stehen unten.",
+}
+_FOLLOW_UP = re.compile(
+    r"^(and|but|also|what about|how about|und|aber|auch|was ist mit|wie steht es mit)\b|"
+    r"\b(it|its|they|them|their|he|she|his|her|this|that|those|these|there|es|sie|ihr|ihre|er|sein|seine|"
+    r"dies|diese[rsnm]?|das|dort|dem|den)\b", re.I)
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    k: int = 5
+    mode: str = "hybrid"
+    filters: Any = None
+    generator: str | None = None
+    min_similarity: float | None = None
+    retrieval: dict[str, Any] | None = None  # extra RetrievalOptions (max_per_article, now, reranker, ...)
+
+
+def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k: int = 5,
+           history: Sequence[object] | None = None, stream: bool = False, *,
+           settings: Settings | None = None, **options: Any) -> Answer | Iterator[str | Answer]:
+    """Answer ``question`` from the articles in ``index``.
+
+    Options: ``mode`` ("hybrid" | "dense" | "sparse"), ``filters`` (dict: source,
+    language, since, until, article_ids), ``generator`` ("openai" | "extractive"
+    | "local"), ``min_similarity``, and any retrieval option (``max_per_article``,
+    ``merge_neighbours``, ``now``, ``reranker``, ``sparse_weight``).
+
+    With ``stream=True`` returns an iterator of text pieces whose last item is
+    the complete ``Answer``."""
+    idx = index if isinstance(index, NewsIndex) else open_index(index, settings, create=False)
+    opts = _options(k, options)
+    events = _answer(idx, question, history_turns(history), opts, stream)
+    if stream:
+        return events
+    result = None
+    for event in events:
+        if isinstance(event, Answer):
+            result = event
+    assert result is not None
+    return result
+
+
+def _options(k: int, options: dict[str, Any]) -> AnswerOptions:
+    known = {"mode", "filters", "generator", "min_similarity"}
+    retrieval = {key: value for key, value in options.items() if key not in known}
+    return AnswerOptions(k=k, retrieval=retrieval, **{key: options[key] for key in known if key in options})
+
+
+def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: AnswerOptions,
+            stream: bool) -> Iterator[str | Answer]:
+    if not isinstance(question, str) or not question.strip():
+        raise RagError("the question is empty")
+    question = question.strip()
+    settings = idx.settings
+    language = detect_query_language(question, settings.languages) or "en"
+    generator = choose_generator(settings, idx.embedder, opts.generator)
+    query, notes = standalone_query(question, history, generator)
+    retrieval: Retrieval = idx.retrieve(query, opts.k, opts.filters, mode=opts.mode, **(opts.retrieval or {}))
+    if retrieval.time_intent and (retrieval.time_intent.since or retrieval.time_intent.until):
+        notes.append(f"searched articles from {retrieval.time_intent.since or 'the start'} to "
+                     f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
+    hits = retrieval.hits
+    if not hits or retrieval.best_similarity < _min_similarity(opts, settings):
+        text = REFUSAL.get(language, REFUSAL["en"])
+        if stream:
+            yield text
+        yield Answer(question, text, (), hits, generator.name, query, refused=True, notes=tuple(notes))
+        return
+
+    request = GenerationRequest(question, hits, history, language)
+    pieces: list[str] = []
+    error, failure = None, ""
+    try:
+        for piece in generator.generate(request, stream=stream):
+            pieces.append(piece)
+            if stream:
+                yield piece
+    except GenerationError as exc:
+        log.warning("generation failed: %s", exc)
+        error = str(exc)
+        failure = ("\n\n" if pieces else "") + FAILED.get(language, FAILED["en"]).format(error=error)
+        if stream:
+            yield failure
+    checked = check("".join(pieces), hits, idx.embedder, uncited_ok=tuple(EXTRACTIVE_NOTE.values()))
+    # An LLM that says the sources lack the answer (and cites nothing) refused too.
+    refused = error is None and not checked.citations and is_refusal(checked.text)
+    yield Answer(question, checked.text + failure, checked.citations, hits, generator.name, query,
+                 unsupported=checked.unsupported, refused=refused, error=error,
+                 notes=tuple(notes) + checked.notes)
+
+
+def _min_similarity(opts: AnswerOptions, settings: Settings) -> float:
+    if opts.min_similarity is not None:
+        return opts.min_similarity
+    if settings.min_similarity is not None:
+        return settings.min_similarity
+    return DEFAULT_MIN_SIMILARITY if settings.embed_model == DEFAULT_EMBED_MODEL else 0.0
+
+
+def standalone_query(question: str, history: tuple[Turn, ...], generator: Generator) -> tuple[str, list[str]]:
+    """Rewrite a follow-up ("and what did Google want?") into a question that
+    stands alone, using the conversation: by the LLM when there is one, else by
+    adding the previous question's words."""
+    previous = [t.content for t in history if t.role == "user"]
+    if not previous or not _FOLLOW_UP.search(question):
+        return question, []
+    rewrite = getattr(generator, "rewrite", None)
+    if rewrite is not None:
+        try:
+            rewritten = rewrite(history, question)
+            if rewritten and rewritten != question:
+                return rewritten, [f"follow-up rewritten as: {rewritten}"]
+        except GenerationError as exc:
+            log.info("follow-up rewrite failed (%s); using the previous question's words", exc)
+    rewritten = f"{question} ({previous[-1]})"
+    return rewritten, [f"follow-up searched with the previous question: {rewritten}"]

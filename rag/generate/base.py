@@ -1,0 +1,60 @@
+"""The generator protocol: one method that turns a question and numbered
+passages into answer text, as a stream of text pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rag.errors import RagError
+from rag.news import Hit
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    question: str
+    passages: tuple[Hit, ...]  # passage n is passages[n - 1]
+    history: tuple[Turn, ...] = field(default=())
+    language: str | None = None  # ISO code of the question's language
+
+
+class Generator(Protocol):
+    #: Shown in answers ("openai:gpt-4o-mini", "extractive").
+    name: str
+
+    def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
+        """Pieces of answer text; with stream=False usually a single piece.
+        Raises GenerationError with a message fit for users."""
+        ...
+
+
+class GenerationError(RagError):
+    """The generator failed. ``str(error)`` is safe to show (no secrets)."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind  # "connection", "timeout", "auth", "rate_limit", "server", "malformed", "model"
+
+
+def history_turns(history: Sequence[object] | None) -> tuple[Turn, ...]:
+    """Accept [(role, text)], [{"role":..., "content":...}] or Turn objects."""
+    turns: list[Turn] = []
+    for item in history or ():
+        if isinstance(item, Turn):
+            turns.append(item)
+        elif isinstance(item, dict) and "role" in item:
+            content = item.get("content")
+            if isinstance(content, str):
+                turns.append(Turn(str(item["role"]), content))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            role, content = item
+            if isinstance(content, str):
+                turns.append(Turn(str(role), content))
+    return tuple(t for t in turns if t.role in ("user", "assistant") and t.content.strip())

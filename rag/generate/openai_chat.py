@@ -1,0 +1,107 @@
+"""Generator backend: any OpenAI-compatible chat server (OpenAI, Ollama, vLLM,
+llama.cpp's server) through the official ``openai`` client.
+
+Retries with back-off on 429/5xx/connection errors are the client's own
+(``max_retries``, honouring Retry-After). Every failure becomes a
+GenerationError whose message names the server and the cause, never the key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from rag.errors import ConfigError
+from rag.generate.base import GenerationError, GenerationRequest, Turn
+from rag.generate.prompt import build_messages, build_rewrite_messages
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIGenerator:
+    def __init__(self, settings: Settings) -> None:
+        import openai
+
+        self.base_url = settings.openai_base_url or DEFAULT_BASE_URL
+        if not settings.openai_api_key and self.base_url == DEFAULT_BASE_URL:
+            raise ConfigError("the openai generator needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
+        self.model = settings.llm_model
+        self.name = f"openai:{self.model}"
+        self._temperature = settings.llm_temperature
+        self._timeout = settings.llm_timeout
+        self._retries = settings.llm_max_retries
+        # Local servers (Ollama, llama.cpp) accept any key; the client insists on one.
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=settings.openai_api_key or "no-key",
+                                     timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+
+    def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
+        return self._chat(build_messages(request), stream)
+
+    def rewrite(self, history: tuple[Turn, ...], question: str) -> str:
+        """A standalone version of a follow-up question."""
+        messages = build_rewrite_messages([{"role": t.role, "content": t.content} for t in history], question)
+        text = "".join(self._chat(messages, stream=False)).strip().strip('"')
+        return text.splitlines()[0] if text else question
+
+    def _chat(self, messages: list[dict[str, str]], stream: bool) -> Iterator[str]:
+        import openai
+
+        try:
+            if not stream:
+                resp = self._client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=self._temperature)  # type: ignore[arg-type]
+                content = _content(resp)
+                yield content
+                return
+            events = self._client.chat.completions.create(
+                model=self.model, messages=messages, temperature=self._temperature, stream=True)  # type: ignore[arg-type]
+            for event in events:
+                choices = getattr(event, "choices", None)
+                if choices is None:
+                    raise GenerationError(self._where("sent a malformed stream event (no choices)"), "malformed")
+                for choice in choices:
+                    piece = getattr(choice.delta, "content", None) if choice.delta is not None else None
+                    if piece:
+                        yield piece
+        except GenerationError:
+            raise
+        except openai.APITimeoutError:
+            raise GenerationError(self._where(f"did not answer within {self._timeout:g} s"), "timeout") from None
+        except openai.APIConnectionError as exc:
+            raise GenerationError(self._where(f"cannot be reached ({_cause(exc)})"), "connection") from None
+        except openai.AuthenticationError:
+            raise GenerationError(self._where("rejected the API key (401); check OPENAI_API_KEY"), "auth") from None
+        except openai.RateLimitError:
+            raise GenerationError(self._where(f"is rate limiting (429), still after {self._retries} retries; "
+                                              f"try again later"), "rate_limit") from None
+        except openai.NotFoundError:
+            raise GenerationError(self._where(f"does not know model {self.model!r} (404); check RAG_LLM_MODEL"),
+                                  "model") from None
+        except openai.APIStatusError as exc:
+            raise GenerationError(self._where(f"failed with HTTP {exc.status_code}"), "server") from None
+        except (openai.APIResponseValidationError, ValueError, KeyError, AttributeError, TypeError,
+                IndexError) as exc:
+            raise GenerationError(self._where(f"sent a malformed response ({type(exc).__name__})"),
+                                  "malformed") from None
+
+    def _where(self, what: str) -> str:
+        return f"The LLM server at {self.base_url} {what}."
+
+
+def _content(resp: object) -> str:
+    choices = getattr(resp, "choices", None)
+    if not choices:
+        raise ValueError("no choices")
+    content = choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("no message content")
+    return content
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and (inner.__cause__ or inner.__context__) is not None:
+        inner = inner.__cause__ or inner.__context__
+    text = str(inner) if inner is not None else str(exc)
+    return "connection refused" if "refused" in text.lower() else text.split("\n")[0][:120] or "no response"

@@ -1,0 +1,187 @@
+"""From a question to the passages worth showing a generator.
+
+dense (FAISS) + sparse (BM25) -> weighted reciprocal rank fusion -> optional
+cross-encoder rerank -> date intent (filter or recency) -> per-article cap ->
+neighbouring chunks merged into one passage."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from rag.embed import Embedder
+from rag.errors import InvalidFilterError
+from rag.news import Hit
+from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
+from rag.store.catalog import Filters
+from rag.store.generation import Snapshot
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "dense", "sparse")
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    k: int = 5
+    mode: str = "hybrid"
+    filters: Filters | None = None
+    #: Weight of the BM25 ranking in the fusion (dense has 1). Passages in
+    #: other languages than the question's use their dense rank instead (see fuse()).
+    sparse_weight: float = 1.0
+    #: At most this many passages from one article (None: no cap).
+    max_per_article: int | None = 2
+    merge_neighbours: bool = True
+    #: Apply dates found in the question ("last week", "in March 2023").
+    time_intent: bool = True
+    #: Reference date for relative dates; None: the newest article's date.
+    now: date | None = None
+    #: A sentence-transformers CrossEncoder name or path; None: no reranking.
+    reranker: str | None = None
+    candidates: int = 50
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidFilterError(f"unknown retrieval mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if not 1 <= self.k <= 1000:
+            raise InvalidFilterError(f"k must be from 1 to 1000, got {self.k}")
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    hits: tuple[Hit, ...]
+    time_intent: TimeIntent | None = None
+    #: Best cosine similarity among the candidates (0 when nothing matched).
+    best_similarity: float = 0.0
+
+
+def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: RetrievalOptions,
+             query_language: str | None = None) -> Retrieval:
+    filters = options.filters
+    intent = None
+    if options.time_intent:
+        now = options.now or _newest(snapshot)
+        intent = parse_time_intent(question, now) if now else None
+        if intent and (intent.since or intent.until) and not (filters and (filters.since or filters.until)):
+            filters = dataclasses.replace(filters or Filters(), since=intent.since, until=intent.until)
+    allowed = snapshot.allowed(filters)
+    n = max(options.candidates, 4 * options.k)
+    qvec = embedder.embed_query(question)
+    dense = snapshot.dense(qvec, n, allowed) if options.mode != "sparse" else []
+    sparse = snapshot.sparse.search(question, n, query_language, allowed) if options.mode != "dense" else []
+    if options.mode == "dense":
+        fused = dense
+    elif options.mode == "sparse":
+        fused = sparse
+    else:
+        fused = fuse(dense, sparse, snapshot.sparse.language_of([r for r, _ in dense + sparse]),
+                     query_language, options.sparse_weight)
+    sims = dict(dense)
+    missing = [r for r, _ in fused if r not in sims]
+    sims.update(snapshot.similarities(qvec, missing))
+    hits = _attach_similarity(snapshot, fused, sims)
+    if options.reranker:
+        hits = rerank(options.reranker, question, hits[: max(3 * options.k, 20)])
+    if intent and intent.recent:
+        now = options.now or _newest(snapshot)
+        if now:
+            top = max((h.score for h in hits), default=1.0) or 1.0
+            hits = sorted(hits, key=lambda h: -(h.score / top + 0.5 * recency_weight(h.published_at, now)))
+    hits = cap_per_article(hits, options.k, options.max_per_article)
+    if options.merge_neighbours:
+        hits = merge_neighbours(snapshot, hits)
+    best = max((s for s in sims.values()), default=0.0)
+    return Retrieval(tuple(hits), intent, float(best))
+
+
+def _attach_similarity(snapshot: Snapshot, fused: list[tuple[int, float]], sims: dict[int, float]) -> list[Hit]:
+    # catalog.hits keeps the order of `fused` and drops nothing in a consistent snapshot
+    return [dataclasses.replace(h, similarity=sims.get(r))
+            for h, (r, _) in zip(snapshot.catalog.hits(fused), fused)]
+
+
+def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], languages: dict[int, str],
+         query_language: str | None, sparse_weight: float) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion, fair across languages.
+
+    Plain RRF adds 1/(60 + rank) from each ranking. BM25 cannot match a
+    question against text in another language, so for such passages the
+    dense rank stands in for the missing BM25 rank; otherwise every passage
+    in the question's language would outrank better ones in other languages.
+    On a one-language corpus this is exactly RRF."""
+    dense_rank = {r: i for i, (r, _) in enumerate(dense)}
+    sparse_rank = {r: i for i, (r, _) in enumerate(sparse)}
+    scores: dict[int, float] = {}
+    for rowid in dense_rank.keys() | sparse_rank.keys():
+        score = 1.0 / (RRF_K + dense_rank[rowid] + 1) if rowid in dense_rank else 0.0
+        same = query_language is None or languages.get(rowid) == query_language
+        if same and rowid in sparse_rank:
+            score += sparse_weight / (RRF_K + sparse_rank[rowid] + 1)
+        elif not same and rowid in dense_rank:
+            score += sparse_weight / (RRF_K + dense_rank[rowid] + 1)
+        scores[rowid] = score
+    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
+
+
+def cap_per_article(hits: list[Hit], k: int, cap: int | None) -> list[Hit]:
+    out: list[Hit] = []
+    per: dict[str, int] = {}
+    for hit in hits:
+        if cap is not None and per.get(hit.article_id, 0) >= cap:
+            continue
+        per[hit.article_id] = per.get(hit.article_id, 0) + 1
+        out.append(hit)
+        if len(out) == k:
+            break
+    return out
+
+
+def merge_neighbours(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
+    """Hits of one article whose spans touch or overlap become one passage,
+    placed where the better of them ranked."""
+    out: list[Hit] = []
+    for hit in hits:
+        for i, kept in enumerate(out):
+            if kept.article_id == hit.article_id and hit.start <= kept.end + 2 and kept.start <= hit.end + 2:
+                start, end = min(kept.start, hit.start), max(kept.end, hit.end)
+                (text,) = snapshot.catalog.spans([(hit.article_id, start, end)])
+                ids = sorted({*kept.chunk_id.split("+"), hit.chunk_id}, key=_ordinal)
+                out[i] = dataclasses.replace(kept, start=start, end=end, text=text, chunk_id="+".join(ids),
+                                             similarity=max(kept.similarity or 0, hit.similarity or 0))
+                break
+        else:
+            out.append(hit)
+    return out
+
+
+def _ordinal(chunk_id: str) -> int:
+    return int(chunk_id.rsplit("#", 1)[-1])
+
+
+def _newest(snapshot: Snapshot) -> date | None:
+    _, last = snapshot.catalog.date_range()
+    try:
+        return date.fromisoformat(last[:10]) if last else None
+    except ValueError:
+        return None
+
+
+_rerankers: dict[str, object] = {}
+
+
+def rerank(model: str, question: str, hits: list[Hit]) -> list[Hit]:
+    """Reorder by a cross-encoder's relevance score (kept in ``score``)."""
+    if not hits:
+        return hits
+    from sentence_transformers import CrossEncoder
+
+    if model not in _rerankers:
+        _rerankers[model] = CrossEncoder(model, device="cpu")
+    scores = np.asarray(_rerankers[model].predict([(question, h.text) for h in hits]), dtype=np.float32)  # type: ignore[attr-defined]
+    order = np.argsort(-scores, kind="stable")
+    return [dataclasses.replace(hits[i], score=float(scores[i])) for i in order]

