@@ -50,6 +50,7 @@ class AnswerOptions:
     mode: str = "hybrid"
     filters: Any = None
     generator: str | None = None
+    model: str | None = None  # LLM model name; default settings.llm_model
     min_similarity: float | None = None
     retrieval: dict[str, Any] | None = None  # extra RetrievalOptions (max_per_article, now, reranker, ...)
 
@@ -61,7 +62,8 @@ def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k
 
     Options: ``mode`` ("hybrid" | "dense" | "sparse"), ``filters`` (dict: source,
     language, since, until, article_ids), ``generator`` ("openai" | "extractive"
-    | "local"), ``min_similarity``, and any retrieval option (``max_per_article``,
+    | "local"), ``model`` (the LLM model name for this call), ``min_similarity``,
+    and any retrieval option (``max_per_article``,
     ``merge_neighbours``, ``now``, ``reranker``, ``sparse_weight``).
 
     With ``stream=True`` returns an iterator of text pieces whose last item is
@@ -80,7 +82,7 @@ def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k
 
 
 def _options(k: int, options: dict[str, Any]) -> AnswerOptions:
-    known = {"mode", "filters", "generator", "min_similarity"}
+    known = {"mode", "filters", "generator", "model", "min_similarity"}
     retrieval = {key: value for key, value in options.items() if key not in known}
     return AnswerOptions(k=k, retrieval=retrieval, **{key: options[key] for key in known if key in options})
 
@@ -92,18 +94,31 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     question = question.strip()
     settings = idx.settings
     language = detect_query_language(question, settings.languages) or "en"
-    generator = choose_generator(settings, idx.embedder, opts.generator)
+    generator: Generator | None = None
+    failure_reason = None
+    try:
+        generator = choose_generator(settings.replace(llm_model=opts.model) if opts.model else settings,
+                                     idx.embedder, opts.generator)
+    except GenerationError as exc:  # e.g. the local model server would not start
+        failure_reason = str(exc)
     query, notes = standalone_query(question, history, generator)
     retrieval: Retrieval = idx.retrieve(query, opts.k, opts.filters, mode=opts.mode, **(opts.retrieval or {}))
     if retrieval.time_intent and (retrieval.time_intent.since or retrieval.time_intent.until):
         notes.append(f"searched articles from {retrieval.time_intent.since or 'the start'} to "
                      f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
     hits = retrieval.hits
+    name = generator.name if generator else str(opts.generator or settings.generator)
     if not hits or retrieval.best_similarity < _min_similarity(opts, settings):
         text = REFUSAL.get(language, REFUSAL["en"])
         if stream:
             yield text
-        yield Answer(question, text, (), hits, generator.name, query, refused=True, notes=tuple(notes))
+        yield Answer(question, text, (), hits, name, query, refused=True, notes=tuple(notes))
+        return
+    if generator is None:
+        text = FAILED.get(language, FAILED["en"]).format(error=failure_reason)
+        if stream:
+            yield text
+        yield Answer(question, text, (), hits, name, query, error=failure_reason, notes=tuple(notes))
         return
 
     request = GenerationRequest(question, hits, history, language)
@@ -136,7 +151,8 @@ def _min_similarity(opts: AnswerOptions, settings: Settings) -> float:
     return DEFAULT_MIN_SIMILARITY if settings.embed_model == DEFAULT_EMBED_MODEL else 0.0
 
 
-def standalone_query(question: str, history: tuple[Turn, ...], generator: Generator) -> tuple[str, list[str]]:
+def standalone_query(question: str, history: tuple[Turn, ...],
+                     generator: Generator | None) -> tuple[str, list[str]]:
     """Rewrite a follow-up ("and what did Google want?") into a question that
     stands alone, using the conversation: by the LLM when there is one, else by
     adding the previous question's words."""

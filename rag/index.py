@@ -155,9 +155,13 @@ class NewsIndex:
         return found
 
     # ---- writing ----
-    def ingest(self, paths: Iterable[str | os.PathLike[str]],
-               progress: ProgressCallback | None = None) -> IngestReport:
-        """Index files and folders. Bad inputs are reported, never fatal."""
+    def ingest(self, paths: Iterable[str | os.PathLike[str]], progress: ProgressCallback | None = None,
+               names: dict[str, str] | None = None) -> IngestReport:
+        """Index files and folders. Bad inputs are reported, never fatal.
+
+        ``names`` maps a file path to the name to record and report instead
+        (an upload's original name rather than its temporary path); a file's
+        article id derives from it, so re-uploading an edited file updates it."""
         files: list[Path] = []
         early = IngestReport()
         for item in iter_files(paths):
@@ -172,7 +176,9 @@ class NewsIndex:
         def records() -> Iterator[Record | Failure]:
             bar = self._bar("Reading", len(files), "file")
             for n, path in enumerate(files, 1):
-                yield from read_file(path, max_bytes)
+                name = (names or {}).get(str(path))
+                for item in read_file(path, max_bytes):
+                    yield _renamed(item, str(path), name) if name else item
                 bar(n)
                 if progress:
                     progress("reading", n, len(files))
@@ -335,6 +341,12 @@ class NewsIndex:
             if self._snapshot is not None:
                 self._snapshot.close()
                 self._snapshot = None
+
+
+def _renamed(item: Record | Failure, path: str, name: str) -> Record | Failure:
+    if isinstance(item, Failure):
+        return Failure(name + item.path[len(path):], item.reason)
+    return Record(item.fields, name + item.origin[len(path):], name, item.single_file, item.notes)
 
 
 def embedding_text(article: Article, chunk: Chunk) -> str:

@@ -13,6 +13,7 @@ import logging
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -48,16 +49,19 @@ class LocalServer:
             self.port = s.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.model = model
+        # The server logs a lot; a pipe nobody reads would fill up and stall it.
+        self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--n_ctx", "4096", "--model_alias", "local"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=self._log, stderr=subprocess.STDOUT)
         atexit.register(self.stop)
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
-                raise GenerationError(f"the local model server exited: {err.strip().splitlines()[-1:]}", "server")
+                self._log.seek(0)
+                last = self._log.read().decode(errors="replace").strip().splitlines()[-1:]
+                raise GenerationError(f"the local model server exited: {' '.join(last)}", "server")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as resp:
                     if resp.status == 200:

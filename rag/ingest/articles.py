@@ -73,7 +73,8 @@ def make_id(record: Record, meta: dict[str, str | None], text_hash: str) -> str:
         key, base = "url:" + url.strip().rstrip("/").lower(), url.rstrip("/").rsplit("/", 1)[-1]
     elif record.single_file:
         path = Path(record.path)
-        key, base = "file:" + str(path.resolve()), path.stem
+        # A real file is keyed by its absolute path; a display name (an upload) by itself.
+        key, base = "file:" + (str(path.resolve()) if path.exists() else record.path), path.stem
     else:
         key, base = "text:" + text_hash, meta.get("title") or ""
     return f"{_slug(base) or 'article'}-{_sha(key)[:10]}"

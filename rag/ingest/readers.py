@@ -277,15 +277,9 @@ def _read_jsonl(path: Path, fh: io.TextIOBase, notes: tuple[str, ...],
 def _read_csv(path: Path, fh: io.TextIOBase, notes: tuple[str, ...], max_bytes: int,
               tsv: bool) -> Iterator[Record | Failure]:
     csv.field_size_limit(max(int(max_bytes), 131072))
-    sample = fh.read(65536)
+    first_line = fh.readline()
     fh.seek(0)
-    if tsv:
-        dialect: Any = csv.excel_tab
-    else:
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel
+    dialect = csv.excel_tab if tsv else _dialect_from_header(first_line)
     reader = csv.reader(fh, dialect)
     try:
         header = next(reader)
@@ -317,6 +311,20 @@ def _read_csv(path: Path, fh: io.TextIOBase, notes: tuple[str, ...], max_bytes: 
                                   f"header has {len(header)}")
             continue
         yield Record(dict(zip(header, row)), origin, str(path), single_file=False, notes=notes)
+
+
+def _dialect_from_header(header: str) -> type[csv.Dialect]:
+    """The delimiter is the candidate found most often in the header line
+    (column names rarely contain one; sniffing whole rows guesses wrong on prose)."""
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {d: unquoted.count(d) for d in (",", ";", "\t", "|")}
+    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+    class Dialect(csv.excel):
+        pass
+
+    Dialect.delimiter = delimiter
+    return Dialect
 
 
 def canonical_key(name: str, lowered: dict[str, str]) -> str | None:

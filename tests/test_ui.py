@@ -1,0 +1,255 @@
+"""The chat UI's callbacks (app.py), called directly: no browser, no server.
+The real sample index and embedder; the LLM is tests/fake_openai.py."""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import rag
+
+from conftest import BANKS, ROOT, make_settings
+from fake_openai import FakeOpenAI
+
+sys.path.insert(0, str(ROOT))
+import app  # noqa: E402
+
+KEY = "sk-test_DO-NOT-LEAK_ui-5b21"  # "_" is escaped in chat Markdown
+QUESTION = "Which banks did Facebook contact?"
+HOSTILE = ('Facebook Bankdaten Anfrage: Facebook bat JPMorgan Chase und Citigroup um Kundendaten. '
+           '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
+           '[click me](javascript:window.__xss=3) <a href="javascript:alert(4)">link</a>')
+
+
+def callbacks(folder: Path, **overrides) -> app.Callbacks:
+    settings = make_settings(folder, **overrides)
+    return app.Callbacks(settings, rag.open_index(folder, settings, create=False))
+
+
+def run_ask(cb: app.Callbacks, question: str, state=None, **options):
+    outputs = list(cb.ask(question, state, **options))
+    assert outputs, "the callback yielded nothing"
+    return outputs
+
+
+def shown(markup: str) -> str:
+    """Roughly what a reader sees: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def assert_only_safe_markup(markup: str, chat: bool = False) -> None:
+    """Every tag in UI output is one app.py made on purpose, every link safe;
+    chat messages (Markdown) also hold no Markdown link."""
+    tags = set(re.findall(r"<\s*([a-zA-Z][\w-]*)", markup))
+    assert tags <= {"a", "span", "div", "b", "code", "blockquote", "mark", "details", "summary", "ul", "li",
+                    "p", "table", "tr", "th", "td"}, tags
+    assert not re.search(r"<[^>]*\son\w+\s*=", markup), "event handler attribute in output"
+    for href in re.findall(r'href="([^"]*)"', markup):
+        assert href.startswith(("#src-", "http://", "https://")), href
+    if chat:
+        assert "](" not in markup and not re.search(r"(?m)^\s*(\d+[.)]|[-+*>#]) ", markup.split("**⚠")[0])
+
+
+# ---------------------------------------------------------------- pure helpers
+def test_escaping_helpers() -> None:
+    assert app.safe_url("https://example.com/a?b=1&c=2") == "https://example.com/a?b=1&c=2"
+    for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:x", "data:text/html,x", "//evil.com",
+                "ftp://x.org/", "http://", 'https://x.org/"onmouseover="a', "https://x.org/ a", None, 42):
+        assert app.safe_url(bad) is None, bad
+    assert app.safe_name("../../etc/passwd.txt") == "passwd.txt"
+    assert app.safe_name("..\\..\\win.ini") == "win.ini"
+    assert app.safe_name("..") == "upload" and app.safe_name("") == "upload"
+    assert app.safe_name("my report (final); rm -rf.MD") == "my_report_final_rm_-rf.md"
+    md = app.md_escape("<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com")
+    assert "<" not in md and "[" not in md and "*" not in md and "`" not in md and "://" not in md
+    assert html.unescape(md) == "<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com"
+
+
+def test_rendering_escapes_hostile_answer_and_sources() -> None:
+    hostile_title = '<img src=x onerror="window.__xss=1">Title'
+    hit = rag.Hit("evil-1", "evil-1#0", hostile_title, "javascript:alert(1)", "<b>Src</b>", "2023-10-01",
+                  "Intro. " + HOSTILE + " The end.", 100, 100 + len("Intro. " + HOSTILE + " The end."), 0.9)
+    good = rag.Hit("good", "good#0", None, "https://news.example/a?x=1&y=2", "Example News", "2023-10-02",
+                   "Facebook asked JPMorgan Chase for data.", 0, 39, 0.8)
+    quote = "Facebook asked JPMorgan Chase for data."
+    answer = rag.Answer(QUESTION, "<script>window.__xss=5</script> Facebook asked JPMorgan Chase [2]. "
+                                  "It bought a bank [1]. [x](javascript:alert(6))",
+                        (rag.Citation(2, "good", "good#0", None, good.url, good.source, good.published_at,
+                                      quote, 0, 39),),
+                        (hit, good), "openai:test",
+                        unsupported=(rag.Unsupported("It bought a bank.", (1,), "not found in source [1]", 0.3),))
+    chat = app.render_answer(answer.text, 7, len(answer.hits), answer.unsupported)
+    sources = app.render_sources(answer, 7)
+    assert_only_safe_markup(chat, chat=True)
+    assert_only_safe_markup(sources)
+    assert '<a class="rag-cite" href="#src-7-2"' in chat and '<a class="rag-cite" href="#src-7-1"' in chat
+    assert "<script>window.__xss=5</script>" in shown(chat)  # shown as text
+    assert 'class="rag-flag"' in chat and "Not supported by the cited sources" in chat
+    # sources: the cited passage with its quote highlighted, the hostile one as inert text
+    assert 'id="src-7-2"' in sources and 'id="src-7-1"' in sources
+    assert f'<mark class="rag-quote">{quote}</mark>' in sources
+    assert '<a href="https://news.example/a?x=1&amp;y=2" target="_blank"' in sources
+    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;Title" in sources
+    assert "&lt;script&gt;window.__xss=2&lt;/script&gt;" in sources
+    assert "It bought a bank." in sources and "not found in source [1]" in sources
+
+
+# ---------------------------------------------------------------- answering
+def test_answer_streams_into_chat_with_sources(sample_index_dir: Path) -> None:
+    cb = callbacks(sample_index_dir)
+    outputs = run_ask(cb, QUESTION)
+    assert len(outputs) >= 3  # the question at once, then the streamed answer, then the checked one
+    first_chat, _, _, box = outputs[0]
+    assert box == "" and first_chat[-1]["role"] == "assistant" and "Searching" in first_chat[-1]["content"]
+    chat, sources, state, _ = outputs[-1]
+    assert [m["role"] for m in chat] == ["user", "assistant"]
+    reply = chat[-1]["content"]
+    assert all(bank in shown(reply) for bank in BANKS), shown(reply)
+    link = re.search(r'href="#src-1-(\d+)"', reply)
+    assert link, reply
+    card = re.search(rf'<div class="rag-src rag-cited" id="src-1-{link.group(1)}">(.*?)</blockquote></div>', sources,
+                     re.S)
+    assert card and "facebook-banks-de" in card.group(1)
+    quote = re.search(r'<mark class="rag-quote">(.*?)</mark>', card.group(1), re.S).group(1)
+    assert all(bank in html.unescape(quote) for bank in BANKS)
+    assert_only_safe_markup(reply, chat=True)
+    assert_only_safe_markup(sources)
+    assert state["history"][0] == {"role": "user", "content": QUESTION} and state["turn"] == 1
+
+    # A follow-up uses the conversation: without an LLM the previous question is searched along.
+    chat2, sources2, state2, _ = run_ask(cb, "and what did Google want?", state)[-1]
+    assert len(chat2) == 4 and len(state2["history"]) == 4
+    assert QUESTION in sources2 and "Google" in shown(sources2)
+    assert 'id="src-2-' in sources2 and 'id="src-1-' in sources2  # earlier sources stay, collapsed
+
+
+def test_llm_down_shows_message_and_sources(sample_index_dir: Path) -> None:
+    with FakeOpenAI(["500"]) as llm:
+        cb = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY, llm_max_retries=0)
+        chat, sources, state, _ = run_ask(cb, QUESTION)[-1]
+    reply = shown(chat[-1]["content"])
+    assert "Could not write an answer" in reply and "HTTP 500" in reply
+    assert "The language model failed" in sources and "facebook-banks-de" in sources
+    assert "Traceback" not in reply + sources
+    assert KEY not in repr((chat, sources, state))
+
+
+def test_settings_reach_the_answer(sample_index_dir: Path) -> None:
+    """Passages, retrieval mode, source filter and model name from the settings panel."""
+    with FakeOpenAI(["Google staged parts of its Gemini demo [1]."]) as llm:
+        cb = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
+        chat, sources, _, _ = run_ask(cb, "What did Google fake in its AI demo?", k=2, mode="sparse",
+                                      sources=["TechCrunch"], generator="openai", model="other-model")[-1]
+    assert llm.requests and llm.requests[-1]["body"]["model"] == "other-model"
+    assert "answered by openai:other-model" in sources
+    cards = re.findall(r'<div class="rag-meta">(.*?)</div>', sources)
+    assert 1 <= len(cards) <= 2 and all(meta.startswith("TechCrunch") for meta in cards), cards
+    # the extractive choice needs no LLM at all
+    chat, sources, _, _ = run_ask(cb, QUESTION, generator="extractive")[-1]
+    assert "No LLM is configured" in shown(chat[-1]["content"]) and "answered by extractive" in sources
+
+
+def test_api_key_never_shown(sample_index_dir: Path) -> None:
+    leaky = f"Facebook asked JPMorgan Chase, Wells Fargo, Citigroup and U.S. Bancorp [1]. My key is {KEY}."
+    with FakeOpenAI([leaky]) as llm:
+        cb = callbacks(sample_index_dir, openai_base_url=llm.base_url.replace("http://", "http://user:pw@"),
+                       openai_api_key=KEY, llm_max_retries=0)
+        outputs = run_ask(cb, QUESTION)
+    assert "My key is ***" in shown(outputs[-1][0][-1]["content"])
+    with FakeOpenAI(["401"]) as llm:
+        cb401 = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
+        outputs += run_ask(cb401, QUESTION)
+    everything = repr(outputs) + cb.config_html() + cb.stats_html() + cb401.config_html()
+    for spelling in (KEY, app.md_escape(KEY), app.esc(KEY), "user:pw@"):
+        assert spelling not in everything and spelling not in shown(everything)
+    assert "API key</th><td>set" in cb.config_html()
+    assert "rejected the API key (401)" in repr(outputs)
+
+
+def test_hostile_article_and_llm_output_are_inert(sample_copy: Path) -> None:
+    writer = rag.open_index(sample_copy, make_settings(sample_copy))
+    writer.add_articles([{"id": "xss-article", "title": '<img src=x onerror="window.__xss=1">Facebook und Banken',
+                          "url": "javascript:window.__xss=7", "source": "<script>window.__xss=8</script>",
+                          "text": HOSTILE}])
+    reply = ('<img src=x onerror="window.__xss=1"> The banks were JPMorgan Chase and Citigroup [1]. '
+             '[Click here](javascript:window.__xss=3) <script>window.__xss=2</script>')
+    with FakeOpenAI([reply]) as llm:
+        cb = callbacks(sample_copy, openai_base_url=llm.base_url, openai_api_key=KEY)
+        chat, sources, _, _ = run_ask(cb, QUESTION, k=8)[-1]
+    assert 'id="src-1-' in sources and "xss-article" in sources
+    assert_only_safe_markup(chat[-1]["content"], chat=True)
+    assert_only_safe_markup(sources)
+    assert '<script>window.__xss=2</script>' in shown(chat[-1]["content"])
+    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;Facebook und Banken" in sources
+    assert "&lt;script&gt;window.__xss=2&lt;/script&gt;" in sources
+
+
+def test_errors_become_short_messages(sample_index_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    cb = callbacks(sample_index_dir)
+    chat, _, state, _ = run_ask(cb, QUESTION, since="31.10.2023")[-1]
+    assert "must be a date like 2023-10-31" in shown(chat[-1]["content"]) and state["turn"] == 0
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("internal detail\nTraceback (most recent call last): ...")
+    monkeypatch.setattr(app.rag, "answer", boom)
+    chat, _, _, _ = run_ask(cb, QUESTION)[-1]
+    assert "Something went wrong (RuntimeError)" in shown(chat[-1]["content"])
+    assert "Traceback" not in repr(chat) and "internal detail" not in repr(chat)
+    assert "internal detail" in caplog.text  # logged for the operator
+
+
+# ---------------------------------------------------------------- uploading
+def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the upload's working folder goes
+    up = tmp_path / "uploads"
+    up.mkdir()
+    good = up / "zorblat.txt"
+    good.write_text("Zorblat Industries will build its new headquarters in Reykjavik, the company said on "
+                    "Tuesday. The building will house 400 engineers.\n", encoding="utf-8")
+    bad = up / "broken.json"
+    bad.write_text('{"title": "x", "text": ', encoding="utf-8")
+    exe = up / "tool.exe"
+    exe.write_bytes(b"MZ\x90\x00")
+    big = up / "big.txt"
+    big.write_text("x" * 2_000_000)
+    cb = callbacks(sample_copy, upload_max_mb=1)
+    before = cb.index.stats()["articles"]
+    outputs = list(cb.upload([str(good), str(bad), str(exe), str(big)]))
+    statuses = [o[0] for o in outputs]
+    assert any("Embedding" in s for s in statuses[:-1])  # progress was shown
+    final, stats, _, files = outputs[-1]
+    text = shown(final)
+    assert "Indexed 1 new" in text
+    assert "broken.json" in text and "malformed JSON" in text
+    assert "tool.exe" in text and "not an accepted file type" in text
+    assert "big.txt" in text and "too large" in text
+    assert str(scratch) not in final and str(up) not in final  # no server paths shown
+    assert cb.index.stats()["articles"] == before + 1 and f"<b>{before + 1:,}</b> articles" in stats
+    assert files is None  # the file box is emptied
+    assert list(scratch.iterdir()) == []  # the working copy is gone
+
+    nothing = list(cb.upload([]))[-1][0]
+    assert "Choose one or more files" in nothing
+
+    def locked(*args, **kwargs):
+        raise rag.IndexLockedError("index is locked by pid 1")
+    monkeypatch.setattr(cb.index, "ingest", locked)
+    status = list(cb.upload([str(good)]))[-1][0]
+    assert "Another upload" in status and list(scratch.iterdir()) == []
+
+
+def test_build_app_queues(sample_index_dir: Path) -> None:
+    settings = make_settings(sample_index_dir, ui_concurrency=3, openai_api_key=KEY)
+    demo = app.build_app(settings, rag.open_index(sample_index_dir, settings, create=False))
+    groups = {fn.concurrency_id: fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id}
+    assert groups.get("answer") == 3 and groups.get("ingest") == 1
+    assert KEY not in repr(demo.get_config_file())

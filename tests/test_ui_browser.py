@@ -1,0 +1,136 @@
+"""The chat UI in a real browser: Debian's headless Chromium driven by
+Playwright against app.py served on a free port over a copy of the sample
+index. Asks the seed question, follows a citation, uploads articles (one of
+them hostile) and asks about them, and checks no injected script ran."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+import rag
+
+from conftest import BANKS, ROOT, make_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 240_000  # one answer on a busy 2-core machine, with the embedder warming up
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (the Makefile's test set-up does)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
+                                                             "(pip install -e '.[test]')")
+
+sys.path.insert(0, str(ROOT))
+import app  # noqa: E402
+
+ZORBLAT = ("Zorblat Industries will build its new headquarters in Reykjavik, the company said on Tuesday. "
+           "The glass building on the harbour will house 400 engineers from 2025 on.\n")
+HOSTILE = ('---\ntitle: <img src=x onerror="window.__xss=1">Quuxberg tram\n---\n'
+           'The mayor of Quuxberg announced a new tram line to the airport. '
+           '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
+           '[Click for details](javascript:window.__xss=3) The tram line will open in spring.\n')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(sample_copy: Path):
+    settings = make_settings(sample_copy, ui_port=free_port())
+    demo = app.build_app(settings, rag.open_index(sample_copy, settings, create=False))
+    app.serve(demo, settings, block=False, quiet=True)
+    try:
+        yield f"http://{settings.ui_host}:{settings.ui_port}/"
+    finally:
+        demo.close()
+
+
+def ask(page, question: str, turn: int) -> str:
+    """Ask, wait until the checked answer and its sources are shown; the answer's text."""
+    page.fill("#question textarea", question)
+    page.click("#ask")
+    page.wait_for_selector(f"#sources #turn-{turn}", timeout=WAIT_MS)
+    return page.locator("#chat [data-testid='bot']").last.inner_text()
+
+
+def test_chat_upload_and_xss_in_a_browser(server: str, tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "zorblat.txt").write_text(ZORBLAT, encoding="utf-8")
+    (files / "quuxberg.txt").write_text(HOSTILE, encoding="utf-8")
+    shots = (tmp_path / "chat-ui-seed-question.png", tmp_path / "chat-ui-after-upload.png")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            page.goto(server)
+            page.wait_for_selector("#question textarea", timeout=60_000)
+
+            # 1. The seed question: streamed answer with the four banks and a citation.
+            answer = ask(page, "Which banks did Facebook contact?", turn=1)
+            for bank in BANKS:
+                assert bank in answer, answer
+            cite = page.locator("#chat a.rag-cite").first
+            target = cite.get_attribute("href")[1:]
+            card = page.locator(f"#sources #{target}")
+            assert "facebook-banks-de" in card.inner_text()
+            assert page.locator(f"#sources #{target} mark.rag-quote").inner_text().count("Bancorp") == 1
+            cite.click()  # jumps to (and flashes) the source
+            page.wait_for_selector(f"#sources #{target}.rag-flash", timeout=5_000)
+            page.locator("#settings").get_by_text("Search and answer settings").first.click()
+            page.wait_for_selector("#generator", state="visible", timeout=10_000)
+            assert "sk-" not in page.inner_text("body")
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(shots[0]), full_page=True)
+
+            # 2. Upload two articles (one hostile); progress, then a report; stats refresh.
+            stats_before = page.inner_text("#stats")
+            page.locator("#upload-box").get_by_text("Add articles").first.click()  # open the accordion
+            page.set_input_files("#upload input[type=file]", [str(files / "zorblat.txt"), str(files / "quuxberg.txt")])
+            for name in ("zorblat.txt", "quuxberg.txt"):  # listed once the browser has uploaded them
+                page.wait_for_selector(f"#upload [aria-label='{name}']", timeout=60_000)
+            page.click("#add")
+            page.wait_for_selector("#upload-status .rag-ok", timeout=WAIT_MS)
+            assert "Indexed 2 new" in page.inner_text("#upload-status")
+            page.wait_for_function("(before) => document.querySelector('#stats').innerText !== before",
+                                   arg=stats_before, timeout=30_000)
+
+            # 3. Ask about the uploaded article.
+            answer = ask(page, "Where will Zorblat Industries build its new headquarters?", turn=2)
+            assert "Reykjavik" in answer, answer
+            assert "zorblat" in page.inner_text("#sources #turn-2")
+
+            # 4. The hostile article shows in the sources as text; nothing it carries runs.
+            answer = ask(page, "What did the mayor of Quuxberg announce?", turn=3)
+            sources = page.inner_text("#sources #turn-3")
+            assert "Quuxberg tram" in sources and '<img src=x onerror="window.__xss=1">' in sources
+            assert "<script>window.__xss=2</script>" in sources
+            assert page.locator("#sources img, #chat img, #sources script, #chat script").count() == 0
+            assert page.locator("#sources a[href^='javascript'], #chat a[href^='javascript']").count() == 0
+            page.locator("#sources #turn-3").scroll_into_view_if_needed()
+            assert page.evaluate("window.__xss") is None
+            assert not page_errors, page_errors
+
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(shots[1]), full_page=True)
+        except Exception:
+            failure = tmp_path / "chat-ui-failure.png"
+            page.screenshot(path=str(failure), full_page=True)
+            print(f"screenshot of the failure: {failure}")
+            raise
+        finally:
+            browser.close()
+    for shot in shots:
+        print(f"screenshot: {shot}")
+        assert shot.stat().st_size > 10_000
