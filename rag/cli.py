@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(p)
     p.set_defaults(func=cmd_ask)
 
+    from rag.evaluate.cli import register  # a layer above answer(), like this CLI
+
+    register(sub, common)
     return parser
 
 

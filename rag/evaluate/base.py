@@ -1,0 +1,213 @@
+"""What the dataset adapters share: the run plan, results, reading the data,
+sampling questions, searching, asking, and the progress bar."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import rag
+from rag.evaluate.errors import DatasetFormatError, DatasetNotFoundError
+from rag.generate.extractive import NOTE as EXTRACTIVE_NOTE
+from rag.settings import Settings
+
+T = TypeVar("T")
+_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One row of the report: a retrieval mode on an index of one chunk size."""
+
+    mode: str
+    chunk_tokens: int
+    chunk_overlap: int
+    reranker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "reranker": self.reranker, "chunk_tokens": self.chunk_tokens,
+                "chunk_overlap": self.chunk_overlap}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    modes: tuple[str, ...] = ("hybrid",)
+    rerankers: tuple[str, ...] = ()
+    #: One index per size; empty: the settings' own chunk size.
+    chunk_tokens: tuple[int, ...] = ()
+    answers: bool = True
+    limit: int | None = None
+    answer_k: int = 5
+    generator: str | None = None
+    rebuild: bool = False
+    cache_dir: Path | None = None
+    progress: bool = False
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    metrics: dict[str, float | None]
+    counts: dict[str, int]
+    timings: dict[str, float]
+    by_type: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    index: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.spec.to_dict(), "metrics": self.metrics, "by_type": self.by_type, "counts": self.counts,
+                "timings": {k: round(v, 2) for k, v in self.timings.items()}, "index": self.index,
+                "notes": self.notes}
+
+
+class Adapter(ABC):
+    """A dataset: its corpus (indexed once) and how a run over it is scored."""
+
+    name: ClassVar[str]
+    folder: ClassVar[str]  # under the datasets folder
+    title: ClassVar[str]
+    #: (metric key, column header) of the main table, in order.
+    columns: ClassVar[tuple[tuple[str, str], ...]]
+    #: Same for the per-question-type table (empty: no such table).
+    type_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def __init__(self, datasets: Path, settings: Settings, options: EvalOptions) -> None:
+        self.root = datasets / self.folder
+        if not self.root.is_dir():
+            raise DatasetNotFoundError(f"dataset folder {self.root} not found; pass --data DIR (the folder "
+                                       f"holding {self.folder}/) or set RAG_SHARED")
+        self.settings = settings
+        self.options = options
+
+    @abstractmethod
+    def articles(self) -> list[dict[str, Any]]:
+        """The whole corpus, as dicts for ``NewsIndex.add_articles``."""
+
+    @abstractmethod
+    def queries(self) -> list[str]:
+        """The questions a run will search and ask (``options.limit`` applied)."""
+
+    @abstractmethod
+    def evaluate(self, index: rag.NewsIndex, spec: RunSpec) -> RunResult:
+        """Score one run (the questions honour ``options.limit``)."""
+
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    def notes(self) -> list[str]:
+        """Remarks printed under the tables (skipped metrics and the like)."""
+        return []
+
+    # ---- helpers for subclasses ----
+    def read_json(self, name: str) -> Any:
+        path = self.root / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetNotFoundError(f"dataset file {path} not found") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DatasetFormatError(f"cannot read {path}: {exc}") from None
+
+    def read_jsonl(self, name: str) -> list[Any]:
+        path = self.root / name
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise DatasetNotFoundError(f"dataset file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetFormatError(f"cannot read {path}: {exc}") from None
+        rows = []
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise DatasetFormatError(f"{path} line {n}: {exc}") from None
+        return rows
+
+    def sample(self, items: Sequence[T]) -> list[T]:
+        return spread(items, self.options.limit)
+
+    def bar(self, items: Sequence[T], desc: str) -> Iterator[T]:
+        if not self.options.progress:
+            return iter(items)
+        from tqdm import tqdm
+
+        return iter(tqdm(items, desc=desc, unit="q", file=sys.stderr, leave=False))
+
+    def ask(self, index: rag.NewsIndex, question: str, spec: RunSpec, generator: str | None = None) -> rag.Answer:
+        options: dict[str, Any] = {"mode": spec.mode}
+        if spec.reranker:
+            options["reranker"] = spec.reranker
+        if generator or self.options.generator:
+            options["generator"] = generator or self.options.generator
+        result = rag.answer(question, index, k=self.options.answer_k, **options)
+        assert isinstance(result, rag.Answer)
+        return result
+
+    @property
+    def generator(self) -> str:
+        return resolve_generator(self.settings, self.options.generator)
+
+
+def spread(items: Sequence[T], limit: int | None) -> list[T]:
+    """``limit`` items evenly spaced over ``items`` (all of them when no limit),
+    so a small run still covers every part of the dataset."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit < 1:
+        return []
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+def top_articles(index: rag.NewsIndex, question: str, n: int, spec: RunSpec) -> list[rag.Hit]:
+    """The best hit of each of the n best articles: chunks are searched, and
+    chunks of an article already seen are skipped (searching deeper if needed)."""
+    options: dict[str, Any] = {"reranker": spec.reranker} if spec.reranker else {}
+    k = 3 * n
+    while True:
+        hits = index.search(question, k=k, mode=spec.mode, **options)
+        unique = first_per_article(hits)
+        if len(unique) >= n or len(hits) < k or k >= 1000:
+            return unique[:n]
+        k = min(1000, 3 * k)
+
+
+def first_per_article(hits: Iterable[rag.Hit]) -> list[rag.Hit]:
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.article_id not in seen:
+            seen.add(hit.article_id)
+            out.append(hit)
+    return out
+
+
+def resolve_generator(settings: Settings, name: str | None) -> str:
+    """The generator ``rag.answer`` will use ("auto" resolved as rag.generate does)."""
+    name = name or settings.generator
+    if name == "auto":
+        return "openai" if (settings.openai_base_url or settings.openai_api_key) else "extractive"
+    return name
+
+
+def answer_body(answer: rag.Answer) -> str:
+    """The part of an answer to score against a gold answer: nothing for a
+    refusal; for the extractive generator the quoted sentences without its
+    note line; for others the text without the [n] citation markers."""
+    if answer.refused:
+        return ""
+    text = answer.text
+    lines = text.split("\n", 1)
+    if lines[0].strip() in EXTRACTIVE_NOTE.values():
+        text = lines[1] if len(lines) > 1 else ""
+    text = _MARKERS.sub("", text)
+    if answer.generator == "extractive":
+        text = text.replace("«", "").replace("»", "")
+    return text.strip()
