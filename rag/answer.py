@@ -25,11 +25,15 @@ from rag.settings import DEFAULT_EMBED_MODEL, Settings
 log = logging.getLogger(__name__)
 
 #: Below this cosine (best query-passage similarity) nothing retrieved is about
-#: the question: refuse. Calibrated for the default embedder on MultiHop-RAG:
-#: answerable questions score 0.74-0.84 (5th-95th percentile), questions with
-#: no answer in the corpus 0.67-0.74; 0.72 refuses most of the latter and
-#: about 3% of the former. Other models: set RAG_MIN_SIMILARITY (default off).
+#: the question: refuse. Calibrated for the default embedder by
+#: benchmarks/refusal.py (figures in BENCHMARKS.md). Same language, MultiHop-RAG:
+#: 0.72 refuses 6% of answerable and lets 17% of "null" questions through.
+#: Cross-lingual pairs score lower (at 0.72, 31% of XQuAD's English questions
+#: over German paragraphs were refused), so they get 0.67: 7% refused, 15% of
+#: questions whose article is missing let through.
+#: Other models: set RAG_MIN_SIMILARITY (one threshold; default off).
 DEFAULT_MIN_SIMILARITY = 0.72
+DEFAULT_MIN_SIMILARITY_CROSS = 0.67
 REFUSAL = {
     "en": "The indexed articles do not contain an answer to this question.",
     "de": "Die indexierten Artikel enthalten keine Antwort auf diese Frage.",
@@ -108,7 +112,8 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
                      f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
     hits = retrieval.hits
     name = generator.name if generator else str(opts.generator or settings.generator)
-    if not hits or retrieval.best_similarity < _min_similarity(opts, settings):
+    cross = bool(retrieval.best_language and language and retrieval.best_language != language)
+    if not hits or retrieval.best_similarity < _min_similarity(opts, settings, cross):
         text = REFUSAL.get(language, REFUSAL["en"])
         if stream:
             yield text
@@ -143,12 +148,14 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
                  notes=tuple(notes) + checked.notes)
 
 
-def _min_similarity(opts: AnswerOptions, settings: Settings) -> float:
+def _min_similarity(opts: AnswerOptions, settings: Settings, cross_lingual: bool) -> float:
     if opts.min_similarity is not None:
         return opts.min_similarity
     if settings.min_similarity is not None:
         return settings.min_similarity
-    return DEFAULT_MIN_SIMILARITY if settings.embed_model == DEFAULT_EMBED_MODEL else 0.0
+    if settings.embed_model != DEFAULT_EMBED_MODEL:
+        return 0.0
+    return DEFAULT_MIN_SIMILARITY_CROSS if cross_lingual else DEFAULT_MIN_SIMILARITY
 
 
 def standalone_query(question: str, history: tuple[Turn, ...],

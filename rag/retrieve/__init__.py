@@ -58,6 +58,9 @@ class Retrieval:
     time_intent: TimeIntent | None = None
     #: Best cosine similarity among the candidates (0 when nothing matched).
     best_similarity: float = 0.0
+    #: The language of the passage with that similarity (None: unknown): cross-lingual
+    #: similarities run lower, so the relevance gate needs to know.
+    best_language: str | None = None
 
 
 def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: RetrievalOptions,
@@ -96,7 +99,8 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
     if options.merge_neighbours:
         hits = merge_neighbours(snapshot, hits)
     best = max((s for s in sims.values()), default=0.0)
-    return Retrieval(tuple(hits), intent, float(best))
+    closest = max(hits, key=lambda h: h.similarity or 0.0, default=None)  # nearly always holds ``best``
+    return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None)
 
 
 def _attach_similarity(snapshot: Snapshot, fused: list[tuple[int, float]], sims: dict[int, float]) -> list[Hit]:
