@@ -52,9 +52,16 @@ run: index
 test: install-test
 	$(BIN)/python -m pytest -q -rs
 
+# The figures of BENCHMARKS.md (about 1.5 hours on 2 cores; run on a quiet machine).
 bench: install
 	$(BIN)/pip install --quiet "$(TORCH)" -e ".[bench]"
+	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/embedders.py
+	$(BIN)/python benchmarks/peer.py --json benchmarks/results/peer.json
+	$(BIN)/python benchmarks/scale.py --json benchmarks/results/scale.json
+	$(BIN)/python benchmarks/cold_start.py --json benchmarks/results/cold_start.json
+	$(BIN)/rag eval xquad --no-answers -q && $(BIN)/rag eval multihop-rag --no-answers -q
+	$(BIN)/python benchmarks/refusal.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
