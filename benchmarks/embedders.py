@@ -17,11 +17,7 @@ mark, so it only grows from one model to the next.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -30,49 +26,15 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, load_xquad, machine, peak_rss_mb  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 
 from rag.embed import load_embedder, parse_spec  # noqa: E402
 from rag.settings import DEFAULT_EMBED_MODEL, Settings  # noqa: E402
 
 MODELS = [DEFAULT_EMBED_MODEL, "bundled:multilingual-e5-small", "bundled:use-m3", "bundled:all-MiniLM-L6-v2"]
-
-
-def peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1m": round(os.getloadavg()[0], 2)}  # other work on the box skews the speed figures
-
-
-def load_xquad(shared: Path) -> tuple[list[str], list[str], list[int]]:
-    """German paragraphs, English questions, and each question's gold paragraph index."""
-    folder = shared / "datasets" / "xquad-dev"
-    de = json.loads((folder / "xquad.de.json").read_text(encoding="utf-8"))
-    en = json.loads((folder / "xquad.en.json").read_text(encoding="utf-8"))
-    docs: list[str] = []
-    gold_of: dict[str, int] = {}
-    for article in de["data"]:
-        for para in article["paragraphs"]:
-            for qa in para["qas"]:
-                gold_of[qa["id"]] = len(docs)
-            docs.append(para["context"])
-    questions: list[str] = []
-    gold: list[int] = []
-    for article in en["data"]:
-        for para in article["paragraphs"]:
-            for qa in para["qas"]:
-                questions.append(qa["question"])
-                gold.append(gold_of[qa["id"]])  # KeyError = the two files do not match
-    return docs, questions, gold
 
 
 def bench_model(name: str, docs: list[str], questions: list[str], gold: list[int],
