@@ -85,20 +85,26 @@ class Adapter(ABC):
         self.settings = settings
         self.options = options
 
-    @abstractmethod
+    #: Filled by each adapter's loader: the corpus (dicts for ``NewsIndex.add_articles``)
+    #: and the questions (each with a ``text``).
+    _articles: list[dict[str, Any]]
+    questions: list[Any]
+
     def articles(self) -> list[dict[str, Any]]:
         """The whole corpus, as dicts for ``NewsIndex.add_articles``."""
+        return self._articles
 
-    @abstractmethod
     def queries(self) -> list[str]:
         """The questions a run will search and ask (``options.limit`` applied)."""
+        return [q.text for q in self.sample(self.questions)]
 
     @abstractmethod
     def evaluate(self, index: rag.NewsIndex, spec: RunSpec) -> RunResult:
         """Score one run (the questions honour ``options.limit``)."""
 
     def counts(self) -> dict[str, int]:
-        return {}
+        return {"articles": len(self._articles), "questions": len(self.questions),
+                "evaluated": len(self.sample(self.questions))}
 
     def notes(self) -> list[str]:
         """Remarks printed under the tables (skipped metrics and the like)."""

@@ -79,16 +79,10 @@ class MultiHopRAG(Adapter):
                     for d in docs.values()]
         return articles, questions
 
-    def articles(self) -> list[dict[str, Any]]:
-        return self._articles
-
-    def queries(self) -> list[str]:
-        return [q.text for q in self.sample(self.questions)]
-
     def counts(self) -> dict[str, int]:
         sample = self.sample(self.questions)
-        return {"articles": len(self._articles), "questions": len(self.questions), "evaluated": len(sample),
-                "answerable": sum(q.answerable for q in sample), "null": sum(not q.answerable for q in sample)}
+        return super().counts() | {"answerable": sum(q.answerable for q in sample),
+                                   "null": sum(not q.answerable for q in sample)}
 
     def evaluate(self, index: rag.NewsIndex, spec: RunSpec) -> RunResult:
         questions = self.sample(self.questions)

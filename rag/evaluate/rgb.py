@@ -64,16 +64,6 @@ class RGB(Adapter):
             raise DatasetFormatError(f"{self.root}/en_fact.json: unexpected layout ({exc!r})") from None
         return articles, questions, dict(occurrences)
 
-    def articles(self) -> list[dict[str, Any]]:
-        return self._articles
-
-    def queries(self) -> list[str]:
-        return [q.text for q in self.sample(self.questions)]
-
-    def counts(self) -> dict[str, int]:
-        return {"articles": len(self._articles), "questions": len(self.questions),
-                "evaluated": len(self.sample(self.questions))}
-
     def has(self, article_id: str, qid: int, kind: str) -> bool:
         return (qid, kind) in self.occurrences.get(article_id, ())
 

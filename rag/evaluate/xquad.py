@@ -62,16 +62,6 @@ class XQuAD(Adapter):
             raise DatasetFormatError(f"{self.root}: not in SQuAD format ({exc!r})") from None
         return articles, questions
 
-    def articles(self) -> list[dict[str, Any]]:
-        return self._articles
-
-    def queries(self) -> list[str]:
-        return [q.text for q in self.sample(self.questions)]
-
-    def counts(self) -> dict[str, int]:
-        return {"articles": len(self._articles), "questions": len(self.questions),
-                "evaluated": len(self.sample(self.questions))}
-
     def evaluate(self, index: rag.NewsIndex, spec: RunSpec) -> RunResult:
         questions = self.sample(self.questions)
         ranks: dict[str, list[float]] = {"recall@1": [], "recall@5": [], "recall@10": [], "mrr@10": []}
