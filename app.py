@@ -215,7 +215,8 @@ def _passage_html(text: str, quote: str | None, offset: int | None) -> str:
     if where < 0 or not quote:
         body = esc(text)
         if quote and quote != text:
-            body += (f'<div class="rag-quote-alone">Supporting sentence: '
+            label = "Headline" if offset is not None and offset < 0 else "Supporting sentence"
+            body += (f'<div class="rag-quote-alone">{label}: '
                      f'<mark class="rag-quote">{esc(quote)}</mark></div>')
         return body
     return (esc(text[:where]) + f'<mark class="rag-quote">{esc(quote)}</mark>'
@@ -230,7 +231,7 @@ def _card(turn: int, n: int, hit: rag.Hit, citation: rag.Citation | None) -> str
         shown = url if len(url) <= 70 else url[:67] + "…"
         meta.append(f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">{esc(shown)}</a>')
     quote = citation.quote if citation else None
-    offset = (citation.start - hit.start) if citation else None
+    offset = (citation.start - hit.start if citation.start >= 0 else -1) if citation else None
     cited = " rag-cited" if citation else ""
     return (f'<div class="rag-src{cited}" id="src-{turn}-{n}">'
             f'<div class="rag-src-title"><span class="rag-badge">{n}</span> {esc(title)}</div>'
@@ -327,10 +328,58 @@ def new_session() -> dict[str, Any]:
 class Callbacks:
     """The UI's event handlers, as plain methods over one index."""
 
-    def __init__(self, settings: rag.Settings, index: rag.NewsIndex) -> None:
+    def __init__(self, settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = False) -> None:
         self.settings = settings
         self.index = index
         self.scrub = Scrubber(settings)
+        if warm_up:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Load the models at launch, in the background, not at the first question: the
+        local LLM (its state is shown, see generator_html) and the embedding model."""
+        try:
+            rag.generator_status(self.settings, start=True)
+        except Exception:  # shown by generator_html; the UI starts regardless
+            log.exception("starting the answer generator failed")
+
+        def embed() -> None:
+            try:
+                self.index.embedder.embed_query("warm-up")
+            except Exception:
+                log.exception("loading the embedding model failed")
+
+        threading.Thread(target=embed, name="rag-warm-up", daemon=True).start()
+
+    def generator_status(self) -> rag.GeneratorStatus:
+        try:
+            return rag.generator_status(self.settings)
+        except Exception as exc:
+            log.exception("generator status failed")
+            return rag.GeneratorStatus("extractive", "unavailable", friendly(exc))
+
+    def generator_html(self) -> str:
+        """One line on who writes the answers: the local model loading / ready / unavailable
+        and why, an LLM server, or quotes without an LLM."""
+        st = self.generator_status()
+        if st.backend == "local":
+            label = {"ready": ("ok", "✓ Answers are written by the local model"),
+                     "loading": ("busy", "… Loading the local model"),
+                     "idle": ("busy", "… The local model starts with the first question"),
+                     "unavailable": ("error", "⚠ The local model is unavailable; answers quote the sources")}
+            kind, text = label.get(st.state, ("busy", st.state))
+        elif st.backend == "openai":
+            kind, text = "ok", "✓ Answers are written by an LLM server"
+        else:
+            kind, text = "warn", "⚠ No language model: answers quote the sources"
+        return self.scrub(f'<div class="rag-status rag-{kind} rag-generator" data-state="{esc(st.state)}" '
+                          f'id="rag-generator">{esc(text)} <span class="rag-muted">({esc(st.detail)})</span></div>')
+
+    def poll_generator(self) -> tuple[str, Any]:
+        """The status line, and the timer kept running only while something is loading."""
+        html_line = self.generator_html()
+        loading = 'data-state="loading"' in html_line
+        return html_line, gr.Timer(active=loading)
 
     # ---- asking
     def ask(self, question: str | None, state: dict[str, Any] | None, k: float = 5, mode: str = "hybrid",
@@ -348,7 +397,10 @@ class Callbacks:
         question = question[:MAX_QUESTION_CHARS]
         turn = state["turn"] + 1
         chat.append({"role": "user", "content": md_escape(self.scrub(question))})
-        chat.append({"role": "assistant", "content": "Searching the articles…"})
+        waiting = self.generator_status()
+        loading = waiting.backend == "local" and waiting.state == "loading" and generator in (None, "auto", "local")
+        placeholder = "Waiting for the local model to finish loading…" if loading else "Searching the articles…"
+        chat.append({"role": "assistant", "content": placeholder})
         busy = ('<div class="rag-sources"><p class="rag-muted">Searching…</p></div>' if not turns
                 else sources_panel(turns))
         yield list(chat), busy, state, ""
@@ -646,6 +698,7 @@ a.rag-cite { display: inline-block; font-size: .78em; font-weight: 600; text-dec
 .rag-ok { background: #dcfce7; color: #14532d; } .rag-warn { background: #fef3c7; color: #78350f; }
 .rag-error { background: #fee2e2; color: #7f1d1d; } .rag-busy { background: var(--background-fill-secondary); }
 .rag-stats { font-size: .9rem; color: var(--body-text-color-subdued); }
+.rag-generator { font-size: .9rem; margin-top: .2rem; }
 .rag-config { font-size: .85em; border-collapse: collapse; margin-top: .3rem; }
 .rag-config, .rag-config tr, .rag-config th, .rag-config td { border: 0 !important; background: none !important; }
 .rag-config th, .rag-config td { padding: .1rem .8rem .1rem 0 !important; text-align: left; vertical-align: top; }
@@ -671,10 +724,12 @@ document.addEventListener("click", function (ev) {
 </script>"""
 
 
-def build_app(settings: rag.Settings, index: rag.NewsIndex) -> gr.Blocks:
-    """The Gradio app over ``index``. Launch it with ``serve()``."""
-    cb = Callbacks(settings, index)
-    generators = [("Automatic (LLM if configured, else extractive)", "auto"),
+def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True) -> gr.Blocks:
+    """The Gradio app over ``index``. Launch it with ``serve()``. ``warm_up``: start loading
+    the models now, in the background (tests of the layout pass False)."""
+    cb = Callbacks(settings, index, warm_up=warm_up)
+    generators = [("Automatic (LLM server if configured, else the local model, else quotes)", "auto"),
+                  ("Local model (bundled, offline)", "local"),
                   ("LLM (OpenAI-compatible server)", "openai"),
                   ("Extractive (no LLM: quotes the sources)", "extractive")]
     if settings.generator not in {v for _, v in generators}:
@@ -684,6 +739,8 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex) -> gr.Blocks:
         gr.Markdown(f"## {TITLE}\nAsk about the indexed news articles. Answers cite their sources: "
                     "click a number like [1] to see the passage it comes from.")
         stats = gr.HTML(cb.stats_html(), elem_id="stats")
+        generator_line = gr.HTML(cb.generator_html(), elem_id="generator-status")
+        generator_timer = gr.Timer(1.0, active='data-state="loading"' in cb.generator_html())
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=520, latex_delimiters=[],
@@ -735,6 +792,9 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex) -> gr.Blocks:
         add.click(cb.upload, [files], [upload_status, stats, source_filter, files], concurrency_limit=1,
                   concurrency_id="ingest", show_progress="minimal", api_visibility="private")
         demo.load(cb.refresh, None, [stats, source_filter], api_visibility="private")
+        demo.load(cb.poll_generator, None, [generator_line, generator_timer], api_visibility="private")
+        generator_timer.tick(cb.poll_generator, None, [generator_line, generator_timer], api_visibility="private",
+                             show_progress="hidden")
     demo.queue(default_concurrency_limit=settings.ui_concurrency)
     return demo
 
@@ -764,8 +824,11 @@ def main() -> int:
     except rag.RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"News Q&A on http://{settings.ui_host}:{settings.ui_port} (index {settings.index_dir})", flush=True)
-    serve(build_app(settings, index), settings)
+    demo = build_app(settings, index)  # starts loading the models in the background
+    status = rag.generator_status(settings)
+    print(f"News Q&A on http://{settings.ui_host}:{settings.ui_port} (index {settings.index_dir})\n"
+          f"answers: {status.backend} ({status.state}: {status.detail})", flush=True)
+    serve(demo, settings)
     return 0
 
 

@@ -10,7 +10,7 @@
 from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, IndexCorruptError,
                         IndexLockedError, IndexNotFoundError, InvalidFilterError, ModelMismatchError, RagError)
 from rag.answer import answer
-from rag.generate import GenerationError
+from rag.generate import GenerationError, GeneratorStatus, generator_status
 from rag.index import NewsIndex, open_index
 from rag.news import Answer, Article, Chunk, Citation, Duplicate, Failure, Hit, IngestReport, Unsupported
 from rag.settings import Settings
@@ -28,7 +28,7 @@ def sample_articles() -> list["Path"]:
 
 
 __all__ = [
-    "Answer", "Citation", "GenerationError", "Unsupported", "answer",
+    "Answer", "Citation", "GenerationError", "GeneratorStatus", "Unsupported", "answer", "generator_status",
     "Article", "ArticleNotFoundError", "Chunk", "ConfigError", "Duplicate", "EmbeddingModelError",
     "Failure", "Filters", "Hit", "IndexCorruptError", "IndexLockedError", "IndexNotFoundError",
     "IngestReport", "InvalidFilterError", "ModelMismatchError", "NewsIndex", "RagError", "Settings",

@@ -14,11 +14,13 @@ from typing import Any
 
 from rag.cite import check, is_refusal
 from rag.errors import RagError
-from rag.generate import GenerationError, GenerationRequest, Generator, Turn, choose_generator, history_turns
-from rag.generate.extractive import NOTE as EXTRACTIVE_NOTE
+from rag.evidence import Evidence
+from rag.generate import (REFUSAL, GenerationError, GenerationRequest, Generator, Turn, choose_generator,
+                          history_turns, resolve)
+from rag.generate.extractive import ExtractiveGenerator, is_note
 from rag.index import NewsIndex, open_index
 from rag.ingest.articles import detect_query_language
-from rag.news import Answer
+from rag.news import Answer, Hit
 from rag.retrieve import Retrieval
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
 
@@ -34,10 +36,6 @@ log = logging.getLogger(__name__)
 #: Other models: set RAG_MIN_SIMILARITY (one threshold; default off).
 DEFAULT_MIN_SIMILARITY = 0.72
 DEFAULT_MIN_SIMILARITY_CROSS = 0.67
-REFUSAL = {
-    "en": "The indexed articles do not contain an answer to this question.",
-    "de": "Die indexierten Artikel enthalten keine Antwort auf diese Frage.",
-}
 FAILED = {
     "en": "Could not write an answer: {error} The most relevant passages are listed below.",
     "de": "Es konnte keine Antwort geschrieben werden: {error} Die relevantesten Passagen stehen unten.",
@@ -96,22 +94,24 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     if not isinstance(question, str) or not question.strip():
         raise RagError("the question is empty")
     question = question.strip()
-    settings = idx.settings
+    settings = idx.settings.replace(llm_model=opts.model) if opts.model else idx.settings
     language = detect_query_language(question, settings.languages) or "en"
+    backend, skipped = resolve(settings, opts.generator)
+    notes: list[str] = [f"no local model: {skipped}"] if skipped else []
     generator: Generator | None = None
     failure_reason = None
     try:
-        generator = choose_generator(settings.replace(llm_model=opts.model) if opts.model else settings,
-                                     idx.embedder, opts.generator)
-    except GenerationError as exc:  # e.g. the local model server would not start
+        generator = choose_generator(settings, idx.embedder, backend)
+    except GenerationError as exc:
         failure_reason = str(exc)
-    query, notes = standalone_query(question, history, generator)
+    query, rewrite_notes = standalone_query(question, history, generator)
+    notes += rewrite_notes
     retrieval: Retrieval = idx.retrieve(query, opts.k, opts.filters, mode=opts.mode, **(opts.retrieval or {}))
     if retrieval.time_intent and (retrieval.time_intent.since or retrieval.time_intent.until):
         notes.append(f"searched articles from {retrieval.time_intent.since or 'the start'} to "
                      f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
     hits = retrieval.hits
-    name = generator.name if generator else str(opts.generator or settings.generator)
+    name = generator.name if generator else backend
     cross = bool(retrieval.best_language and language and retrieval.best_language != language)
     if not hits or retrieval.best_similarity < _min_similarity(opts, settings, cross):
         text = REFUSAL.get(language, REFUSAL["en"])
@@ -126,7 +126,13 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
         yield Answer(question, text, (), hits, name, query, error=failure_reason, notes=tuple(notes))
         return
 
-    request = GenerationRequest(question, hits, history, language)
+    evidence = Evidence(hits, idx.embedder)
+    extractive = isinstance(generator, ExtractiveGenerator)
+    # Quotes are chosen for what was asked; the words of an earlier question that a
+    # follow-up was searched with (no LLM to rewrite it) would pull in other names.
+    request = _request(question if extractive else query, hits, history, language, evidence,
+                       compact=0 if extractive else settings.context_tokens)
+    shown = request.passages + tuple(h for h in hits if h not in request.passages)
     pieces: list[str] = []
     error, failure = None, ""
     try:
@@ -136,16 +142,42 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
                 yield piece
     except GenerationError as exc:
         log.warning("generation failed: %s", exc)
-        error = str(exc)
-        failure = ("\n\n" if pieces else "") + FAILED.get(language, FAILED["en"]).format(error=error)
-        if stream:
-            yield failure
-    checked = check("".join(pieces), hits, idx.embedder, uncited_ok=tuple(EXTRACTIVE_NOTE.values()))
-    # An LLM that says the sources lack the answer (and cites nothing) refused too.
+        if backend == "local" and (opts.generator or settings.generator) == "auto" and not pieces:
+            # The local model was only the automatic choice: quote the sources instead of failing.
+            notes.append(f"the local model failed ({exc}); the sources are quoted instead")
+            generator = ExtractiveGenerator(idx.embedder)
+            request = _request(question, hits, history, language, Evidence(hits, idx.embedder), compact=0)
+            shown = hits
+            pieces = list(generator.generate(request, stream=stream))
+            if stream:
+                yield from pieces
+        else:
+            error = str(exc)
+            failure = ("\n\n" if pieces else "") + FAILED.get(language, FAILED["en"]).format(error=error)
+            if stream:
+                yield failure
+    text = "".join(pieces)
+    assert request.evidence is not None
+    checked = check(text, request.evidence, fixed=[line for line in text.splitlines() if is_note(line)])
+    # A generator that says the sources lack the answer (and cites nothing) refused too.
     refused = error is None and not checked.citations and is_refusal(checked.text)
-    yield Answer(question, checked.text + failure, checked.citations, hits, generator.name, query,
+    yield Answer(question, checked.text + failure, checked.citations, shown, generator.name, query,
                  unsupported=checked.unsupported, refused=refused, error=error,
                  notes=tuple(notes) + checked.notes)
+
+
+def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], language: str,
+             evidence: Evidence, compact: int) -> GenerationRequest:
+    """What the generator is given: with ``compact`` > 0 tokens, only the passages
+    that have sentences matching the question, shown as those sentences and their
+    neighbours (renumbered 1..); else every passage, whole."""
+    if compact > 0:
+        excerpts = evidence.excerpts(question, compact)
+        if excerpts:
+            order = [e.n for e in excerpts]
+            return GenerationRequest(question, tuple(hits[n - 1] for n in order), history, language,
+                                     tuple(e.text for e in excerpts), evidence.subset(order))
+    return GenerationRequest(question, hits, history, language, evidence=evidence)
 
 
 def _min_similarity(opts: AnswerOptions, settings: Settings, cross_lingual: bool) -> float:

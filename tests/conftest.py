@@ -32,6 +32,10 @@ def dataset(*parts: str) -> Path:
 
 
 def make_settings(index_dir: Path, **overrides) -> Settings:
+    """Settings from nothing but these arguments. The generator is extractive unless a
+    test asks for another: "auto" would pick the local LLM wherever it is installed."""
+    configured = overrides.get("openai_base_url") or overrides.get("openai_api_key")
+    overrides.setdefault("generator", "auto" if configured else "extractive")
     return Settings.from_env(environ={}, dotenv=None, index_dir=index_dir, progress=False, **overrides)
 
 

@@ -151,7 +151,7 @@ def test_settings_reach_the_answer(sample_index_dir: Path) -> None:
     assert 1 <= len(cards) <= 2 and all(meta.startswith("TechCrunch") for meta in cards), cards
     # the extractive choice needs no LLM at all
     chat, sources, _, _ = run_ask(cb, QUESTION, generator="extractive")[-1]
-    assert "No LLM is configured" in shown(chat[-1]["content"]) and "answered by extractive" in sources
+    assert "No language model is available" in shown(chat[-1]["content"]) and "answered by extractive" in sources
 
 
 def test_api_key_never_shown(sample_index_dir: Path) -> None:
@@ -253,3 +253,38 @@ def test_build_app_queues(sample_index_dir: Path) -> None:
     groups = {fn.concurrency_id: fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id}
     assert groups.get("answer") == 3 and groups.get("ingest") == 1
     assert KEY not in repr(demo.get_config_file())
+
+
+def test_generator_status_line_says_who_answers_and_why(sample_index_dir: Path, tmp_path: Path) -> None:
+    # No usable local model and no LLM server: the UI says so, with the reason, and still answers (quotes).
+    cb = callbacks(sample_index_dir, generator="auto", local_model=str(tmp_path / "missing.gguf"))
+    line = cb.generator_html()
+    assert 'data-state="ready"' in line and "No language model: answers quote the sources" in shown(line)
+    assert "missing.gguf" in shown(line) and "is not a file" in shown(line)
+    html_line, timer = cb.poll_generator()
+    assert html_line == line and timer.active is False  # nothing to wait for: the timer stops
+    chat, sources, _, _ = run_ask(cb, QUESTION)[-1]
+    assert "No language model is available" in shown(chat[-1]["content"])
+    assert "no local model: RAG_LOCAL_MODEL=" in shown(sources)
+    # An LLM server configured: it answers.
+    with FakeOpenAI(["x"]) as llm:
+        line = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY).generator_html()
+    assert "Answers are written by an LLM server" in shown(line) and KEY not in line
+
+
+def test_local_model_loads_at_launch_and_its_state_is_shown(sample_index_dir: Path) -> None:
+    from rag.generate import local
+
+    settings = make_settings(sample_index_dir, generator="auto")
+    reason = local.unavailable_reason(settings)
+    if reason:
+        pytest.skip(f"local model: {reason}")
+    cb = app.Callbacks(settings, rag.open_index(sample_index_dir, settings, create=False), warm_up=True)
+    seen = {cb.generator_status().state}
+    runtime = local.runtime(settings)
+    runtime.wait()
+    seen.add(cb.generator_status().state)
+    assert seen <= {"loading", "ready"} and "ready" in seen  # started at launch, not at the first question
+    line = cb.generator_html()
+    assert "Answers are written by the local model" in shown(line) and "Qwen2.5-Coder-1.5B-Instruct" in shown(line)
+    assert cb.poll_generator()[1].active is False

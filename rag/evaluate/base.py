@@ -14,7 +14,8 @@ from typing import Any, ClassVar, TypeVar
 
 import rag
 from rag.evaluate.errors import DatasetFormatError, DatasetNotFoundError
-from rag.generate.extractive import NOTE as EXTRACTIVE_NOTE
+from rag.generate import resolve
+from rag.generate.extractive import is_note
 from rag.settings import Settings
 
 T = TypeVar("T")
@@ -197,10 +198,7 @@ def first_per_article(hits: Iterable[rag.Hit]) -> list[rag.Hit]:
 
 def resolve_generator(settings: Settings, name: str | None) -> str:
     """The generator ``rag.answer`` will use ("auto" resolved as rag.generate does)."""
-    name = name or settings.generator
-    if name == "auto":
-        return "openai" if (settings.openai_base_url or settings.openai_api_key) else "extractive"
-    return name
+    return resolve(settings, name)[0]
 
 
 def answer_body(answer: rag.Answer) -> str:
@@ -211,7 +209,7 @@ def answer_body(answer: rag.Answer) -> str:
         return ""
     text = answer.text
     lines = text.split("\n", 1)
-    if lines[0].strip() in EXTRACTIVE_NOTE.values():
+    if is_note(lines[0]):
         text = lines[1] if len(lines) > 1 else ""
     text = _MARKERS.sub("", text)
     if answer.generator == "extractive":

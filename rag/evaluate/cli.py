@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--limit", type=_positive, metavar="N", help="only N questions, evenly spread over the dataset")
     p.add_argument("--no-answers", action="store_true", help="skip generating answers (retrieval metrics only)")
     p.add_argument("--answer-k", type=_positive, default=5, metavar="K", help="passages per answer (default 5)")
-    p.add_argument("--generator", choices=["openai", "extractive", "local"],
-                   help="answer generator (default: openai when configured, else extractive)")
+    p.add_argument("--generator", choices=["auto", "openai", "local", "extractive"],
+                   help="answer generator (default auto: openai when configured, else the local model when "
+                        "installed, else extractive)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached evaluation index")
     p.set_defaults(func=cmd_eval)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag.errors import RagError
+from rag.evidence import Evidence
 from rag.news import Hit
 
 
@@ -23,6 +24,15 @@ class GenerationRequest:
     passages: tuple[Hit, ...]  # passage n is passages[n - 1]
     history: tuple[Turn, ...] = field(default=())
     language: str | None = None  # ISO code of the question's language
+    #: What the prompt shows of each passage (the sentences that match the question);
+    #: None: the whole passages.
+    excerpts: tuple[str, ...] | None = None
+    #: The passages' sentences, embedded once for this answer (shared with the citation check).
+    evidence: Evidence | None = field(default=None, compare=False)
+
+    def source_text(self, n: int) -> str:
+        """What the generator is shown of passage ``n``."""
+        return self.excerpts[n - 1] if self.excerpts is not None else self.passages[n - 1].text
 
 
 class Generator(Protocol):
@@ -33,6 +43,13 @@ class Generator(Protocol):
         """Pieces of answer text; with stream=False usually a single piece.
         Raises GenerationError with a message fit for users."""
         ...
+
+
+#: What every generator says when the passages do not answer the question.
+REFUSAL = {
+    "en": "The indexed articles do not contain an answer to this question.",
+    "de": "Die indexierten Artikel enthalten keine Antwort auf diese Frage.",
+}
 
 
 class GenerationError(RagError):

@@ -20,7 +20,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIGenerator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_tokens: int | None = None) -> None:
         import openai
 
         self.base_url = settings.openai_base_url or DEFAULT_BASE_URL
@@ -31,6 +31,7 @@ class OpenAIGenerator:
         self._temperature = settings.llm_temperature
         self._timeout = settings.llm_timeout
         self._retries = settings.llm_max_retries
+        self._max_tokens = max_tokens or openai.omit  # a cap for small local models; none for others
         # Local servers (Ollama, llama.cpp) accept any key; the client insists on one.
         self._client = openai.OpenAI(base_url=self.base_url, api_key=settings.openai_api_key or "no-key",
                                      timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
@@ -50,12 +51,14 @@ class OpenAIGenerator:
         try:
             if not stream:
                 resp = self._client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=self._temperature)  # type: ignore[arg-type]
+                    model=self.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=self._temperature, max_tokens=self._max_tokens)
                 content = _content(resp)
                 yield content
                 return
             events = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=self._temperature, stream=True)  # type: ignore[arg-type]
+                model=self.model, messages=messages,  # type: ignore[arg-type]
+                temperature=self._temperature, stream=True, max_tokens=self._max_tokens)
             for event in events:
                 choices = getattr(event, "choices", None)
                 if choices is None:
