@@ -345,11 +345,16 @@ def test_eval_xquad_end_to_end(embedder, tmp_path: Path, capsys: pytest.CaptureF
         assert 0 <= m["recall@1"] <= m["recall@5"] <= m["recall@10"] <= 1 and m["recall@1"] <= m["mrr@10"] <= 1
 
     # again, as a table and with a few extractive answers: the index is reused
-    assert run_eval_cli(*common, "--limit", "3", "--modes", "hybrid", "--generator", "extractive") == 0
+    log = tmp_path / "answers.jsonl"
+    assert run_eval_cli(*common, "--limit", "3", "--modes", "hybrid", "--generator", "extractive",
+                        "--save-answers", str(log)) == 0
     text = capsys.readouterr().out
-    assert "(reused; 120 articles" in text and "R@1" in text and "MRR@10" in text
+    assert "(reused; 120 articles" in text and "R@1" in text and "MRR@10" in text and "cite-prec" in text
     row = next(line for line in text.splitlines() if line.startswith("200/40  hybrid"))
-    assert len(row.split()) == 11 and "-" not in row.split()[3:10]  # every metric, answers included
+    assert len(row.split()) == 14 and "-" not in row.split()[3:13]  # every metric, answers and citations included
+    answers = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(answers) == 3 and {"question", "answer", "citations", "gold", "seconds"} <= set(answers[0])
+    assert answers[0]["gold"]["article"] and answers[0]["generator"] == "extractive"
     assert len(list(cache.iterdir())) == 1
 
     # a reranker that cannot be loaded is a message, not a traceback
@@ -357,3 +362,23 @@ def test_eval_xquad_end_to_end(embedder, tmp_path: Path, capsys: pytest.CaptureF
     assert run_eval_cli(*common, "--limit", "1", "--no-answers", "--modes", "dense", "--rerank", missing) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot load the reranker '{missing}'") and "Traceback" not in err
+
+
+def test_citation_tally_counts_precise_citations_per_answer() -> None:
+    from rag.evaluate.base import CitationTally
+
+    def hit(text: str) -> rag.Hit:
+        return rag.Hit("a", "a#0", None, None, None, None, text, 0, len(text), 1.0)
+
+    def cite(n: int) -> rag.Citation:
+        return rag.Citation(n, "a", "a#0", None, None, None, None, "q", 0, 1)
+
+    hits = (hit("Die Broncos gewannen 24:10."), hit("Santa Clara liegt in Kalifornien."))
+    tally = CitationTally()
+    supports = lambda h: "24:10" in h.text  # noqa: E731
+    tally.add(rag.Answer("q", "x [1][2]", (cite(1), cite(2)), hits, "local"), supports)
+    tally.add(rag.Answer("q", "y", (), hits, "local",
+                         unsupported=(rag.Unsupported("y", (), "no citation", 0.0),)), supports)
+    tally.add(rag.Answer("q", "refused", (), hits, "local", refused=True), supports)  # not counted
+    assert tally.metrics() == {"citation_precision": 0.5, "cited": 0.5, "flagged": 0.5}
+    assert CitationTally().metrics() == {"citation_precision": None, "cited": None, "flagged": None}

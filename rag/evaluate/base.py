@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -49,6 +50,8 @@ class EvalOptions:
     rebuild: bool = False
     cache_dir: Path | None = None
     progress: bool = False
+    #: Write every answer (question, text, citations, flags, gold) here as JSON lines.
+    answers_log: Path | None = None
 
 
 @dataclass
@@ -148,14 +151,22 @@ class Adapter(ABC):
 
         return iter(tqdm(items, desc=desc, unit="q", file=sys.stderr, leave=False))
 
-    def ask(self, index: rag.NewsIndex, question: str, spec: RunSpec, generator: str | None = None) -> rag.Answer:
+    def ask(self, index: rag.NewsIndex, question: str, spec: RunSpec, generator: str | None = None,
+            gold: Any = None) -> rag.Answer:
         options: dict[str, Any] = {"mode": spec.mode}
         if spec.reranker:
             options["reranker"] = spec.reranker
         if generator or self.options.generator:
             options["generator"] = generator or self.options.generator
+        start = time.perf_counter()
         result = rag.answer(question, index, k=self.options.answer_k, **options)
         assert isinstance(result, rag.Answer)
+        if self.options.answers_log is not None:
+            record = {"dataset": self.name, "mode": spec.mode, "seconds": round(time.perf_counter() - start, 2),
+                      "gold": gold, **result.to_dict()}
+            record["passages"] = [{k: p[k] for k in ("n", "article_id", "chunk_id", "title")} for p in record["passages"]]
+            with open(self.options.answers_log, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record, ensure_ascii=False) + "\n")
         return result
 
     @property
@@ -199,6 +210,34 @@ def first_per_article(hits: Iterable[rag.Hit]) -> list[rag.Hit]:
 def resolve_generator(settings: Settings, name: str | None) -> str:
     """The generator ``rag.answer`` will use ("auto" resolved as rag.generate does)."""
     return resolve(settings, name)[0]
+
+
+@dataclass
+class CitationTally:
+    """Citation metrics over the answers of a run: precision (the share of citations whose
+    passage holds the supporting text), the share of answers citing anything, and the share
+    with a claim the citation check flagged."""
+
+    citations: int = 0
+    precise: int = 0
+    answers: int = 0
+    cited: int = 0
+    flagged: int = 0
+
+    def add(self, answer: rag.Answer, supports: Callable[[rag.Hit], bool]) -> None:
+        if answer.refused or answer.error:
+            return
+        self.answers += 1
+        self.cited += bool(answer.citations)
+        self.flagged += bool(answer.unsupported)
+        for c in answer.citations:
+            self.citations += 1
+            self.precise += supports(answer.hits[c.n - 1])
+
+    def metrics(self) -> dict[str, float | None]:
+        return {"citation_precision": self.precise / self.citations if self.citations else None,
+                "cited": self.cited / self.answers if self.answers else None,
+                "flagged": self.flagged / self.answers if self.answers else None}
 
 
 def answer_body(answer: rag.Answer) -> str:

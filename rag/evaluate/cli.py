@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="answer generator (default auto: openai when configured, else the local model when "
                         "installed, else extractive)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached evaluation index")
+    p.add_argument("--save-answers", metavar="FILE", type=Path,
+                   help="append every answer (text, citations, flags, gold, seconds) to FILE as JSON lines")
     p.set_defaults(func=cmd_eval)
 
 
@@ -67,7 +69,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             modes=tuple(args.modes), rerankers=tuple(dict.fromkeys(args.rerank)),
             chunk_tokens=tuple(args.chunk_tokens), answers=not args.no_answers, limit=args.limit,
             answer_k=args.answer_k, generator=args.generator, rebuild=args.rebuild,
-            cache_dir=Path(args.index).expanduser() if args.index else None, progress=bool(show))
+            cache_dir=Path(args.index).expanduser() if args.index else None, progress=bool(show),
+            answers_log=args.save_answers)
         report = run_eval(args.dataset, settings, options, args.data)
     except RagError as exc:  # EvalError (dataset missing or malformed), ConfigError, index errors...
         print(f"error: {exc}", file=sys.stderr)

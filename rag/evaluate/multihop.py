@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rag
-from rag.evaluate.base import Adapter, RunResult, RunSpec, answer_body
+from rag.evaluate.base import Adapter, CitationTally, RunResult, RunSpec, answer_body
 from rag.evaluate.errors import DatasetFormatError
 from rag.evaluate.metrics import (average_precision_at_k, contains_answer, hits_at_k, mean, mrr_at_k,
                                   says_no_answer, squash)
@@ -46,7 +46,8 @@ class MultiHopRAG(Adapter):
     folder = "multihop-rag-500"
     title = "MultiHop-RAG (500-query sample): evidence facts as documents"
     columns = (("hits@4", "Hits@4"), ("hits@10", "Hits@10"), ("map@10", "MAP@10"), ("mrr@10", "MRR@10"),
-               ("null_refusal", "refuse(null)"), ("false_refusal", "refuse(other)"), ("accuracy", "accuracy"))
+               ("null_refusal", "refuse(null)"), ("false_refusal", "refuse(other)"), ("accuracy", "accuracy"),
+               ("citation_precision", "cite-prec"), ("cited", "cited"), ("flagged", "flagged"))
     type_columns = (("n", "n"), ("hits@4", "Hits@4"), ("hits@10", "Hits@10"), ("map@10", "MAP@10"),
                     ("mrr@10", "MRR@10"), ("refused", "refused"), ("accuracy", "accuracy"))
 
@@ -100,11 +101,16 @@ class MultiHopRAG(Adapter):
         llm = self.options.answers and self.generator != "extractive"
         asked = questions if self.options.answers else [q for q in questions if not q.answerable]
         generator = None if self.options.answers else "extractive"
+        tally = CitationTally()
         for q in self.bar(asked, f"multihop {spec.mode} answers"):
-            refused, correct = judge(self.ask(index, q.text, spec, generator), q)
+            answer = self.ask(index, q.text, spec, generator, gold={"type": q.type, "answer": q.answer})
+            refused, correct = judge(answer, q)
             per_type[q.type]["refused"].append(float(refused))
             if llm:
                 per_type[q.type]["accuracy"].append(float(correct))
+            if self.options.answers and q.answerable:
+                facts = [squash(f) for f in q.facts]
+                tally.add(answer, lambda hit, facts=facts: any(f in squash(hit.text) for f in facts))
         if asked:
             timings["answer_seconds"] = time.perf_counter() - start
 
@@ -116,6 +122,8 @@ class MultiHopRAG(Adapter):
         metrics["null_refusal"] = pooled("refused", [NULL])
         metrics["false_refusal"] = pooled("refused", answerable_types)
         metrics["accuracy"] = pooled("accuracy", list(per_type))
+        metrics.update(tally.metrics() if self.options.answers else
+                       {"citation_precision": None, "cited": None, "flagged": None})
         by_type = {t: {"n": sum(q.type == t for q in questions),
                        **{name: mean(vals) for name, vals in per_type[t].items()}}
                    for t in sorted({q.type for q in questions})}
@@ -126,6 +134,8 @@ class MultiHopRAG(Adapter):
     def notes(self) -> list[str]:
         out = [(f"retrieval: top {K} chunks; a chunk is a hit when it contains a gold fact "
                 "(MultiHop-RAG's retrieval_evaluate.py, incl. its MAP@10); answerable queries only"),
+               ("cite-prec: share of citations (answerable queries) whose passage holds a gold fact; cited / "
+                "flagged: share of those answers (not refused) with a citation / with a flagged claim"),
                ("corpus: one document per evidence url holding only its gold facts (full bodies not shipped), "
                 "so figures are not comparable with the paper's full-corpus numbers")]
         if not self.options.answers:

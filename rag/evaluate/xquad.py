@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import rag
-from rag.evaluate.base import Adapter, RunResult, RunSpec, answer_body, top_articles
+from rag.evaluate.base import Adapter, CitationTally, RunResult, RunSpec, answer_body, top_articles
 from rag.evaluate.errors import DatasetFormatError
-from rag.evaluate.metrics import contains_answer, mean, mrr_at_k, recall_at_k, token_f1
+from rag.evaluate.metrics import contains_answer, mean, mrr_at_k, recall_at_k, squash, token_f1
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class XQuAD(Adapter):
     folder = "xquad-dev"
     title = "XQuAD dev: English questions over German paragraphs"
     columns = (("recall@1", "R@1"), ("recall@5", "R@5"), ("recall@10", "R@10"), ("mrr@10", "MRR@10"),
-               ("answer_contains", "contains"), ("answer_f1", "F1"), ("refused", "refused"))
+               ("answer_contains", "contains"), ("answer_f1", "F1"), ("refused", "refused"),
+               ("citation_precision", "cite-prec"), ("cited", "cited"), ("flagged", "flagged"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,23 +74,30 @@ class XQuAD(Adapter):
             ranks["mrr@10"].append(mrr_at_k([a == q.gold for a in ranked], 10))
         retrieval_s = time.perf_counter() - start
         metrics: dict[str, float | None] = {name: mean(values) for name, values in ranks.items()}
-        metrics.update({"answer_contains": None, "answer_f1": None, "refused": None})
+        metrics.update({"answer_contains": None, "answer_f1": None, "refused": None, "citation_precision": None,
+                        "cited": None, "flagged": None})
         timings = {"retrieval_seconds": retrieval_s}
         if self.options.answers:
             start = time.perf_counter()
             contains, f1, refused = [], [], []
+            tally = CitationTally()
             for q in self.bar(questions, f"xquad {spec.mode} answers"):
-                answer = self.ask(index, q.text, spec)
+                answer = self.ask(index, q.text, spec, gold={"article": q.gold, "de": q.answer_de, "en": q.answer_en})
                 has, score = judge(answer, q)
                 contains.append(float(has))
                 f1.append(score)
                 refused.append(float(answer.refused))
-            metrics.update({"answer_contains": mean(contains), "answer_f1": mean(f1), "refused": mean(refused)})
+                gold = squash(q.answer_de)
+                tally.add(answer, lambda hit, gold=gold: bool(gold) and gold in squash(hit.text))
+            metrics.update({"answer_contains": mean(contains), "answer_f1": mean(f1), "refused": mean(refused),
+                            **tally.metrics()})
             timings["answer_seconds"] = time.perf_counter() - start
         return RunResult(spec, metrics, {"questions": len(questions)}, timings)
 
     def notes(self) -> list[str]:
-        out = ["recall@k / MRR@10 over unique paragraphs (chunks of one paragraph count once)"]
+        out = ["recall@k / MRR@10 over unique paragraphs (chunks of one paragraph count once)",
+               "cite-prec: share of citations whose passage holds the German gold answer; cited / flagged: share "
+               "of the answers (not refused) with a citation / with a claim the citation check flagged"]
         if not self.options.answers:
             out.append("answer metrics: skipped (--no-answers)")
         elif self.generator == "extractive":
