@@ -163,7 +163,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     refused = error is None and not checked.citations and is_refusal(checked.text)
     yield Answer(question, checked.text + failure, checked.citations, shown, generator.name, query,
                  unsupported=checked.unsupported, refused=refused, error=error,
-                 notes=tuple(notes) + checked.notes)
+                 notes=tuple(notes) + checked.notes, draft=text)
 
 
 def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], language: str,

@@ -28,7 +28,7 @@ import numpy as np
 from rag.names import STOPWORDS, Vectors, names_in, spelled_alike, translated, word_stems
 from rag.chunk import split_sentences
 from rag.evidence import Evidence, Sentence
-from rag.news import Citation, Unsupported
+from rag.news import Citation, Hit, Unsupported
 
 #: ``[1]``, ``[1, 2]``, ``[1;3]`` as generators write them (with the space before).
 MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -49,6 +49,9 @@ _REFUSAL = re.compile(r"\b(do(?:es)? not (?:contain|mention|say|include|provide|
                       r"no information|not (?:mentioned|stated|specified)|enthalten keine|nicht erwähnt|"
                       r"keine (?:Angaben|Informationen))\b", re.I)
 _TOKEN = re.compile(r"\w{3,}|\d+", re.UNICODE)
+_CLAUSE_BREAK = re.compile(r"(?:,\s*|\s+)(?:while|whereas|whilst|but|während|wohingegen|aber)\s+|;\s+", re.I)
+_MONTHS_EN = ("January February March April May June July August September October November December").split()
+_MONTHS_DE = ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember").split()
 _LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
 
 
@@ -89,27 +92,39 @@ def check(text: str, evidence: Evidence, fixed: Sequence[str] = ()) -> CheckedAn
     checked = [c for c in claims
                if c.cited or (len(c.text.split()) >= MIN_CLAIM_WORDS and not _REFUSAL.search(c.text)
                               and c.text not in fixed_text)]
-    supports = _supports(checked, evidence)
+    parts = [_clauses(c.text) for c in checked]
+    flat = _supports([part for ps in parts for part in ps], evidence)
     unsupported: list[Unsupported] = []
     used: dict[int, _Support] = {}  # source n -> the sentence that supports its claims best
-    for claim, by_source in zip(checked, supports):
-        good = {n: s for n, s in by_source.items() if s.ok}
-        claim.keep = [n for n in claim.cited if n in good]
-        dropped = [n for n in claim.cited if n not in good]
-        if not claim.keep and good:
-            best = max(good, key=lambda n: good[n].score)
-            claim.add = [best]
-            what = f"cited [{best}] instead of {_markers(dropped)}" if dropped else f"added [{best}]"
-            notes.append(f"{what} for “{_short(claim.text)}”: source {best} says it")
-        elif dropped:
+    for claim, clauses in zip(checked, parts):
+        by_clause, flat = flat[:len(clauses)], flat[len(clauses):]
+        good = [{n: s for n, s in by_source.items() if s.ok} for by_source in by_clause]
+        claim.keep = [n for n in claim.cited if any(n in g for g in good)]
+        dropped = [n for n in claim.cited if n not in claim.keep]
+        # A clause that no kept source says gets the source that does ("X said A, while Y said B").
+        for g in good:
+            if g and not any(n in g for n in claim.keep + claim.add):
+                claim.add.append(max(g, key=lambda n: g[n].score))
+        if claim.add:
+            added = _markers(claim.add)
+            what = f"cited {added} instead of {_markers(dropped)}" if dropped and not claim.keep else f"added {added}"
+            notes.append(f"{what} for “{_short(claim.text)}”: {'it says' if len(claim.add) == 1 else 'they say'} it")
+        if dropped and (claim.keep or not claim.add):
             notes.append(f"removed {_markers(dropped)} from “{_short(claim.text)}”: "
                          f"{'that source does' if len(dropped) == 1 else 'those sources do'} not say it")
-        if not claim.keep and not claim.add:
-            unsupported.append(Unsupported(claim.text, claim.cited, _reason(claim, by_source, evidence),
+        missing = [clause for clause, g in zip(clauses, good) if not g]
+        if missing:
+            by_source = {n: max((b[n] for b in by_clause if n in b), key=lambda s: s.score)
+                         for n in set().union(*by_clause)}
+            reason = _reason(claim, evidence)
+            if len(clauses) > 1 and claim.keep + claim.add:
+                reason = f"no source says “{_short(missing[0], 50)}”"
+            unsupported.append(Unsupported(claim.text, claim.cited, reason,
                                            round(max((s.score for s in by_source.values()), default=0.0), 3)))
         for n in claim.keep + claim.add:
-            if n not in used or good[n].score > used[n].score:
-                used[n] = good[n]
+            best = max((g[n] for g in good if n in g), key=lambda s: s.score)
+            if n not in used or best.score > used[n].score:
+                used[n] = best
     final = _rewrite(text, claims)
     citations = []
     for n in _order_of_appearance(final, len(passages)):
@@ -246,14 +261,17 @@ class Match:
 
 def match_matrix(claims: Sequence[str], sentences: Sequence[str], sims: np.ndarray,
                  following: Sequence[int | None], sources: Sequence[int],
-                 embed: Callable[[list[str]], np.ndarray] | None = None) -> list[list[Match]]:
+                 embed: Callable[[list[str]], np.ndarray] | None = None,
+                 about: dict[int, str] | None = None) -> list[list[Match]]:
     """``Match`` of every claim with every sentence. ``sims``: their cosines; ``following[j]``:
     the index of the sentence after sentence j in its source (None: none); ``sources[j]``: which
     source sentence j belongs to. Names are looked for in the whole source (a sentence may say
     "the company" for the Facebook of the sentence before); with ``embed``, a name not spelled
-    alike is also looked for as a translation ("German" / "deutschen", "Emperor" / "Kaiser")."""
+    alike is also looked for as a translation ("German" / "deutschen", "Emperor" / "Kaiser").
+    ``about[source]``: what the prompt says of a source beside its text (headline, publisher,
+    month): names found there count too ("The Verge reports ...")."""
     tokens = [_tokens(s) for s in sentences]
-    words: dict[int, dict[str, str]] = {}
+    words: dict[int, dict[str, str]] = {g: word_stems(text) for g, text in (about or {}).items()}
     for sentence, source in zip(sentences, sources):
         words.setdefault(source, {}).update(word_stems(sentence))
     claim_names = [names_in(c) for c in claims]
@@ -298,22 +316,32 @@ def _translated(claim_names: list[dict[str, str]], words: dict[int, dict[str, st
         found[i][g] |= translated(missing, words[g], vectors)
 
 
-def _supports(claims: list[_Claim], evidence: Evidence) -> list[dict[int, _Support]]:
+def _clauses(text: str) -> list[str]:
+    """A claim's parts that different sources may say: "The Verge reports A, while TechCrunch
+    reports B" has two. Only clear clause breaks split ("while", "whereas", "but", ";")."""
+    parts = [p.strip(" ,;.") for p in _CLAUSE_BREAK.split(text)]
+    parts = [p for p in parts if len(p.split()) >= 3]
+    return parts if len(parts) > 1 else [text]
+
+
+def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]]:
     """For each claim, each source's best supporting sentence."""
     if not claims:
         return []
     units, unit_vectors = evidence.units()
     if not units:
         return [{} for _ in claims]
-    claim_vectors = evidence.embedder.embed_documents([c.text for c in claims])
+    claim_vectors = evidence.embedder.embed_documents(list(claims))
     index = {(u.n, u.position): j for j, u in enumerate(units) if u.position >= 0}
     following = [index.get((u.n, u.position + 1)) if u.position >= 0 else None for u in units]
-    matrix = match_matrix([c.text for c in claims], [u.text for u in units], claim_vectors @ unit_vectors.T,
-                          following, [u.n for u in units], evidence.embedder.embed_documents)
-    numbers = {n: _numbers(hit.text + " " + (hit.title or "")) for n, hit in enumerate(evidence.passages, 1)}
+    sources = [u.n for u in units]
+    matrix = match_matrix(list(claims), [u.text for u in units], claim_vectors @ unit_vectors.T,
+                          following, sources, evidence.embedder.embed_documents,
+                          {n: _about(hit) for n, hit in enumerate(evidence.passages, 1)})
+    numbers = {n: _numbers(hit.text + " " + _about(hit)) for n, hit in enumerate(evidence.passages, 1)}
     out = []
     for claim, matches in zip(claims, matrix):
-        claim_numbers = _numbers(claim.text)
+        claim_numbers = _numbers(claim)
         best: dict[int, _Support] = {}
         for unit, match in zip(units, matches):
             if unit.n in evidence.instructed:
@@ -326,13 +354,23 @@ def _supports(claims: list[_Claim], evidence: Evidence) -> list[dict[int, _Suppo
     return out
 
 
-def _reason(claim: _Claim, by_source: dict[int, _Support], evidence: Evidence) -> str:
+def _about(hit: Hit) -> str:
+    """What the prompt shows of a passage beside its text: headline, publisher and date (with the
+    month's names, so "published in October" can be checked)."""
+    month = ""
+    date = (hit.published_at or "")[:10]
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", date) and 1 <= int(date[5:7]) <= 12:
+        month = f"{_MONTHS_EN[int(date[5:7]) - 1]} {_MONTHS_DE[int(date[5:7]) - 1]} {date}"
+    return " ".join(x for x in (hit.title, hit.source, month) if x)
+
+
+def _reason(claim: _Claim, evidence: Evidence) -> str:
     where = _markers(claim.cited)
     tricked = [n for n in claim.cited if n in evidence.instructed]
     if tricked:
         return f"source {_markers(tricked)} gives instructions to the assistant; it is not evidence"
-    missing = _numbers(claim.text) - set().union(*(_numbers(evidence.passages[n - 1].text) for n in claim.cited)) \
-        if claim.cited else set()
+    held = [_numbers(evidence.passages[n - 1].text + " " + _about(evidence.passages[n - 1])) for n in claim.cited]
+    missing = _numbers(claim.text) - set().union(*held) if claim.cited else set()
     if claim.cited and missing:
         return f"number(s) {', '.join(sorted(missing))} not in source {where}"
     if claim.cited:

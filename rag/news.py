@@ -179,6 +179,8 @@ class Answer:
     refused: bool = False  # retrieval found nothing relevant enough; nothing was generated
     error: str | None = None  # the generator failed; text explains, hits are still given
     notes: tuple[str, ...] = ()
+    #: The text as the generator wrote it, before the citation check changed markers.
+    draft: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,5 +188,5 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "passages": [dict(h.to_dict(), n=i) for i, h in enumerate(self.hits, 1)],
             "generator": self.generator, "unsupported": [u.to_dict() for u in self.unsupported],
-            "refused": self.refused, "error": self.error, "notes": list(self.notes),
+            "refused": self.refused, "error": self.error, "notes": list(self.notes), "draft": self.draft,
         }

@@ -66,6 +66,24 @@ def test_compact_sources_leave_unrelated_passages_out(sample_index_dir: Path) ->
     assert [h.article_id for h in ans.hits[:len(sources)]] == ["facebook-banks-de"] * len(sources)
 
 
+def test_a_claim_joining_two_sources_keeps_both(sample_index_dir: Path) -> None:
+    def reply(body: dict[str, Any]) -> str:
+        sources = source_numbers(body["messages"][-1]["content"])
+        seed = next(n for n, text in sources.items() if "JPMorgan" in text)
+        bank = next(n for n, text in sources.items() if "Volksbanken AG" in text)
+        return (f"Facebook asked JPMorgan Chase, Wells Fargo, Citigroup and U.S. Bancorp for data, while almost all "
+                f"obstacles on the way of the Volksbanken AG to a bad bank have been removed [{seed}][{bank}]. "
+                f"Facebook asked JPMorgan Chase for data, while Facebook bought the Deutsche Bank [{seed}][{bank}].")
+
+    with FakeOpenAI([reply]) as llm:
+        ans = rag.answer(QUESTION, llm_index(sample_index_dir, llm.base_url, context_tokens=0))
+    cited = {c.article_id for c in ans.citations}
+    assert "facebook-banks-de" in cited and len(cited) == 2, ans.text  # each source says one half
+    (flag,) = ans.unsupported  # the second sentence: its second half is in no source
+    assert flag.sentence.startswith("Facebook asked JPMorgan Chase for data, while Facebook bought")
+    assert flag.reason == "no source says “Facebook bought the Deutsche Bank”"
+
+
 def test_claims_without_markers_get_the_source_that_says_them(sample_index_dir: Path) -> None:
     reply = ("Facebook asked JPMorgan Chase, Wells Fargo, Citigroup and U.S. Bancorp to share customer data. "
              "Facebook also bought the Deutsche Bank last week.")

@@ -143,6 +143,15 @@ def embed_queries(index: MemoIndex, adapter: Adapter) -> float:
     return time.perf_counter() - start
 
 
+def _llm_model(settings: Settings, generator: str | None) -> str | None:
+    """The model that writes the answers, for the report."""
+    if generator == "local":
+        from rag.generate.bundled_llm import MODEL_NAME
+
+        return Path(settings.local_model).name if settings.local_model else MODEL_NAME
+    return settings.llm_model if generator not in (None, "extractive") else None
+
+
 def _settings_used(settings: Settings, options: EvalOptions, adapter: Adapter, cache: Path) -> dict[str, Any]:
     generator = adapter.generator if options.answers else None
     return {
@@ -152,6 +161,6 @@ def _settings_used(settings: Settings, options: EvalOptions, adapter: Adapter, c
         "modes": list(options.modes), "rerankers": list(options.rerankers),
         "answers": options.answers, "generator": generator,
         "min_similarity": getattr(settings, "min_similarity", None),
-        "llm_model": settings.llm_model if generator not in (None, "extractive") else None,
+        "llm_model": _llm_model(settings, generator),
         "answer_k": options.answer_k, "limit": options.limit, "cache": str(cache),
     }
