@@ -370,8 +370,10 @@ class Callbacks:
             kind, text = label.get(st.state, ("busy", st.state))
         elif st.backend == "openai":
             kind, text = "ok", "✓ Answers are written by an LLM server"
-        else:
+        elif "no local model" in st.detail:
             kind, text = "warn", "⚠ No language model: answers quote the sources"
+        else:
+            kind, text = "ok", "Answers quote the sources (no language model)"
         return self.scrub(f'<div class="rag-status rag-{kind} rag-generator" data-state="{esc(st.state)}" '
                           f'id="rag-generator">{esc(text)} <span class="rag-muted">({esc(st.detail)})</span></div>')
 

@@ -7,6 +7,8 @@
         print(hit.score, hit.title, hit.text)
 """
 
+from pathlib import Path
+
 from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, IndexCorruptError,
                         IndexLockedError, IndexNotFoundError, InvalidFilterError, ModelMismatchError, RagError)
 from rag.answer import answer
@@ -19,10 +21,8 @@ from rag.store.catalog import Filters
 __version__ = "0.1.0"
 
 
-def sample_articles() -> list["Path"]:
+def sample_articles() -> list[Path]:
     """The files of the bundled sample corpus (see rag/sample/SOURCES.md)."""
-    from pathlib import Path
-
     folder = Path(__file__).parent / "sample"
     return sorted(p for p in folder.iterdir() if p.suffix in {".txt", ".csv", ".jsonl"})
 

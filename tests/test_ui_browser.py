@@ -76,6 +76,8 @@ def test_chat_upload_and_xss_in_a_browser(server: str, tmp_path: Path) -> None:
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             page.goto(server)
             page.wait_for_selector("#question textarea", timeout=60_000)
+            # Who writes the answers is said above the chat (here: quotes, as the settings choose).
+            assert "Answers quote the sources" in page.inner_text("#generator-status")
 
             # 1. The seed question: streamed answer with the four banks and a citation.
             answer = ask(page, "Which banks did Facebook contact?", turn=1)

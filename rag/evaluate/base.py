@@ -164,7 +164,8 @@ class Adapter(ABC):
         if self.options.answers_log is not None:
             record = {"dataset": self.name, "mode": spec.mode, "seconds": round(time.perf_counter() - start, 2),
                       "gold": gold, **result.to_dict()}
-            record["passages"] = [{k: p[k] for k in ("n", "article_id", "chunk_id", "title")} for p in record["passages"]]
+            record["passages"] = [{k: p[k] for k in ("n", "article_id", "chunk_id", "title")}
+                                  for p in record["passages"]]
             with open(self.options.answers_log, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record, ensure_ascii=False) + "\n")
         return result
