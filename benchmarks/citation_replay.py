@@ -31,6 +31,8 @@ def main() -> int:
     parser.add_argument("log", type=Path, nargs="+", help="JSON lines written by rag eval --save-answers")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("-v", "--verbose", action="store_true", help="print answers whose check changed")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="try another threshold of rag/cite.py, e.g. --set SEMANTIC_SUPPORT=0.8")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
@@ -45,6 +47,14 @@ def main() -> int:
     from rag.evidence import Evidence
     from rag.generate.extractive import is_note
 
+    import rag.cite
+
+    for assignment in args.set:
+        name, value = assignment.split("=", 1)
+        if not hasattr(rag.cite, name):
+            parser.error(f"rag/cite.py has no {name}")
+        setattr(rag.cite, name, float(value))
+        print(f"{name} = {value}")
     settings = rag.Settings.from_env(progress=False)
     adapters = {"xquad": XQuAD, "multihop-rag": MultiHopRAG}
     indexes: dict[str, Any] = {}

@@ -42,6 +42,8 @@ SEMANTIC_SUPPORT_UNNAMED = 0.80
 #: Share of a claim's words (3+ letters) and numbers that must appear in a source sentence
 #: (with the sentence after it: a claim often joins two).
 LEXICAL_SUPPORT = 0.6
+#: Claims of this many words or more are also split at ", who", ", which", ", and".
+LONG_CLAIM_WORDS = 18
 #: Claims shorter than this (words) without a citation are not flagged ("Yes.", headings).
 MIN_CLAIM_WORDS = 4
 #: Sentences that need no citation: saying the sources lack something.
@@ -50,6 +52,14 @@ _REFUSAL = re.compile(r"\b(do(?:es)? not (?:contain|mention|say|include|provide|
                       r"keine (?:Angaben|Informationen))\b", re.I)
 _TOKEN = re.compile(r"\w{3,}|\d+", re.UNICODE)
 _CLAUSE_BREAK = re.compile(r"(?:,\s*|\s+)(?:while|whereas|whilst|but|während|wohingegen|aber)\s+|;\s+", re.I)
+_LONG_CLAUSE_BREAK = re.compile(
+    _CLAUSE_BREAK.pattern + r"|,\s+(?:who|which|and|and also|as well as|und|die|der|das)\s+", re.I)
+_FRAME = re.compile(
+    r"^(?:(?:yes|no|indeed|ja|nein)\b[,.]?\s*)?(?:(?:according to|laut)\s+[^,]{1,80},\s*|"
+    r"(?:the\s+|an?\s+|both\s+)?(?:[^,]{0,60}?\s)?(?:article|report|story|piece|review|coverage|artikel|bericht)s?\s+"
+    r"(?:from\s+|by\s+|in\s+|of\s+|von\s+)?[^,]{0,60}?\s*(?:also\s+)?(?:suggests?|states?|reports?|indicates?|says?|"
+    r"mentions?|notes?|claims?|implies|imply|argues?|describes?|highlights?|discusses?|attributes?|credits?|"
+    r"shows?|explains?|berichtet|schreibt|meldet)\s+(?:that\s+|dass\s+)?)?", re.I)
 _MONTHS_EN = ("January February March April May June July August September October November December").split()
 _MONTHS_DE = ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember").split()
 _LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
@@ -262,19 +272,20 @@ class Match:
 def match_matrix(claims: Sequence[str], sentences: Sequence[str], sims: np.ndarray,
                  following: Sequence[int | None], sources: Sequence[int],
                  embed: Callable[[list[str]], np.ndarray] | None = None,
-                 about: dict[int, str] | None = None) -> list[list[Match]]:
+                 about: dict[int, str] | None = None, named: Sequence[str] | None = None) -> list[list[Match]]:
     """``Match`` of every claim with every sentence. ``sims``: their cosines; ``following[j]``:
     the index of the sentence after sentence j in its source (None: none); ``sources[j]``: which
     source sentence j belongs to. Names are looked for in the whole source (a sentence may say
     "the company" for the Facebook of the sentence before); with ``embed``, a name not spelled
     alike is also looked for as a translation ("German" / "deutschen", "Emperor" / "Kaiser").
     ``about[source]``: what the prompt says of a source beside its text (headline, publisher,
-    month): names found there count too ("The Verge reports ...")."""
+    month): names found there count too ("The Verge reports ..."). ``named``: the texts to take each
+    claim's names from, when they are not the claims themselves."""
     tokens = [_tokens(s) for s in sentences]
     words: dict[int, dict[str, str]] = {g: word_stems(text) for g, text in (about or {}).items()}
     for sentence, source in zip(sentences, sources):
         words.setdefault(source, {}).update(word_stems(sentence))
-    claim_names = [names_in(c) for c in claims]
+    claim_names = [names_in(c) for c in (named if named is not None else claims)]
     found = [{g: spelled_alike(set(names), set(w)) for g, w in words.items()} for names in claim_names]
     if embed is not None:
         close = [{g: max((float(sims[i, j]) for j, s in enumerate(sources) if s == g), default=0.0) for g in words}
@@ -318,10 +329,20 @@ def _translated(claim_names: list[dict[str, str]], words: dict[int, dict[str, st
 
 def _clauses(text: str) -> list[str]:
     """A claim's parts that different sources may say: "The Verge reports A, while TechCrunch
-    reports B" has two. Only clear clause breaks split ("while", "whereas", "but", ";")."""
-    parts = [p.strip(" ,;.") for p in _CLAUSE_BREAK.split(text)]
+    reports B" has two. Clear clause breaks split ("while", "whereas", "but", ";"); a long
+    claim also splits at ", who", ", which" and ", and", as multi-source answers join facts so."""
+    pattern = _CLAUSE_BREAK if len(text.split()) < LONG_CLAIM_WORDS else _LONG_CLAUSE_BREAK
+    parts = [p.strip(" ,;.") for p in pattern.split(text)]
     parts = [p for p in parts if len(p.split()) >= 3]
     return parts if len(parts) > 1 else [text]
+
+
+def _core(claim: str) -> str:
+    """What a claim says, without "Yes," or the attribution around it ("The Verge article
+    suggests that ..."): the attribution's names are still checked, its words would only
+    dilute the comparison with the source sentence."""
+    core = _FRAME.sub("", claim, count=1)
+    return core if len(core.split()) >= 3 else claim
 
 
 def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]]:
@@ -331,13 +352,14 @@ def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]
     units, unit_vectors = evidence.units()
     if not units:
         return [{} for _ in claims]
-    claim_vectors = evidence.embedder.embed_documents(list(claims))
+    cores = [_core(c) for c in claims]
+    claim_vectors = evidence.embedder.embed_documents(cores)
     index = {(u.n, u.position): j for j, u in enumerate(units) if u.position >= 0}
     following = [index.get((u.n, u.position + 1)) if u.position >= 0 else None for u in units]
     sources = [u.n for u in units]
-    matrix = match_matrix(list(claims), [u.text for u in units], claim_vectors @ unit_vectors.T,
+    matrix = match_matrix(cores, [u.text for u in units], claim_vectors @ unit_vectors.T,
                           following, sources, evidence.embedder.embed_documents,
-                          {n: _about(hit) for n, hit in enumerate(evidence.passages, 1)})
+                          {n: _about(hit) for n, hit in enumerate(evidence.passages, 1)}, named=claims)
     numbers = {n: _numbers(hit.text + " " + _about(hit)) for n, hit in enumerate(evidence.passages, 1)}
     out = []
     for claim, matches in zip(claims, matrix):
