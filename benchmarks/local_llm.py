@@ -163,7 +163,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
             "answer_tokens_p50": statistics.median(r["answer_tokens"] for r in rows),
             "tokens_per_s_p50": statistics.median(rates) if rates else float("nan"),
             "contains_gold": statistics.fmean(float(r["contains"]) for r in rows),
-            "cited": statistics.fmean(float(r.get("citations", 1) > 0) for r in rows)}
+            # the peer's prompt asks for no citations: it has none to count
+            "cited": (statistics.fmean(float(r["citations"] > 0) for r in rows)
+                      if all("citations" in r for r in rows) else float("nan"))}
 
 
 def main() -> int:
