@@ -20,12 +20,15 @@ _ABBREVIATIONS = frozenset("""
     abs abt art bd bspw bzgl bzw ca chr co corp dipl dr ebd engl etc evtl exkl gebr gegr gem ggf
     hr hrn hrsg inc inkl insb jh jr jun kap lt ltd max mio min mr mrd mrs ms mt nr o.ä od prof
     rd resp sen sog sr st str tel tsd u.a u.ä u.s u.s.a usw v.a v.chr vgl vs z.b z.t zb zzgl
-    d.h i.e e.g a.m p.m no jan feb mar apr jun jul aug sep sept okt oct nov dez dec fig gov
+    d.h i.e e.g a.m p.m jan feb mar apr jun jul aug sep sept okt oct nov dez dec fig gov
     """.split()) - {"etc", "usw"}
+# Before a number only: "No. 5" is an abbreviation, "Mr. Smith said no. It cost" ends a sentence.
+_NUMBER_ABBREVIATIONS = frozenset({"no", "nos"})
 # A sentence ends at . ! ? or … (plus closing quotes/brackets), before whitespace.
 _END = re.compile(r"[.!?…]+[\"'»«“”’)\]]*(?=\s)")
+_THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
-_NEXT_START = re.compile(r"\s+([\"'»«„“(\[]?\w)")
+_NEXT_START = re.compile(r"\s+([\"'»«„“(\[#@]?\w)")
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,15 @@ def _is_boundary(text: str, dot: int, end: int, limit: int) -> bool:
     token = word.group(1).lower() if word else ""
     if token in _ABBREVIATIONS or token.rstrip(".") in _ABBREVIATIONS:
         return False
+    if token in _NUMBER_ABBREVIATIONS and first.isdigit():
+        return False
     if len(token) == 1 and token.isalpha():
         return False  # an initial: "J. Smith", "U. S."
-    if token.isdigit() and len(token) <= 3:
-        return False  # German ordinals and dates: "am 3. März", "der 2. Weltkrieg"
+    before = text[word.start() - 1] if word and word.start() > 0 else " "
+    if token.isdigit() and len(token) <= 3 and before not in "/:-–,$€£":
+        return False  # German ordinals and dates: "am 3. März", "der 2. Weltkrieg"; not "9/11." or "2:0."
+    if _THOUSANDS.fullmatch(token.rstrip(".")):
+        return first.isupper()  # "mehr als 165.000. Normalerweise"
     if "." in token.strip("."):
         return False  # dotted abbreviations: "z.B.", "U.S."
     return first.isupper() or first.isdigit() or not first.isalpha()

@@ -166,3 +166,55 @@ def test_relevance_gate_is_fair_to_cross_lingual_questions(xquad_index) -> None:
         refused += rag.answer(question, idx, generator="extractive", filters={"article_ids": others}).refused
     assert answered >= 0.85 * len(sample)
     assert refused >= 0.6 * len(sample)
+
+
+# ---- BM25 stop words are per language ----
+def test_stop_words_of_one_language_do_not_drop_another_languages_words() -> None:
+    from rag.store.sparse import tokenize
+
+    # "die", "war", "men", "won" are stop words in German, Dutch or Norwegian, not in English.
+    assert tokenize("Which men died in the war?", ["en"]) == ["men", "die", "war"]
+    assert tokenize("Who won the war in 1945 and came home?", ["en"]) == ["won", "war", "1945", "came", "home"]
+    assert tokenize("Der Krieg war lang und die Männer starben.", ["de"]) == ["krieg", "lang", "mann", "starb"]
+    # A query is tokenised per index language: the German pass drops German stop words and the
+    # question's own (English) ones; the English pass keeps "war".
+    both = tokenize("Who won the war?", ["de", "en"], query_language="en")
+    assert both.count("war") == 1 and "who" not in both and "the" not in both
+    assert tokenize("Wer gewann den Krieg?", ["en", "de"], query_language="de") == ["gewann", "krieg", "gewann", "krieg"]
+
+
+def test_bm25_finds_english_war_article_beside_german_ones(tmp_path: Path, embedder) -> None:
+    folder = tmp_path / "index"
+    idx = rag.open_index(folder, make_settings(folder))
+    idx.add_articles([
+        {"id": "war-en", "title": "Veterans", "language": "en",
+         "text": "The men who won the war came home in 1945. Veterans said the war changed their town."},
+        {"id": "krieg-de", "title": "Wetter", "language": "de",
+         "text": "Das Wetter war gestern schön und die Sonne schien über der Stadt."},
+        {"id": "bank-de", "title": "Banken", "language": "de",
+         "text": "Die Banken meldeten höhere Gewinne. Der Vorstand war zufrieden."},
+    ])
+    hits = idx.search("Which men won the war?", k=3, mode="sparse")
+    assert hits and hits[0].article_id == "war-en"
+    # "war" as a German verb is not indexed, so the German articles do not match on it
+    assert "krieg-de" not in [h.article_id for h in hits]
+
+
+def test_index_from_older_tokenizer_is_retokenised_on_open(tmp_path: Path, embedder, caplog) -> None:
+    from rag.store.sparse import SPARSE_DIR, TOKENIZER_FILE
+
+    folder = tmp_path / "index"
+    idx = rag.open_index(folder, make_settings(folder))
+    idx.add_articles([{"id": "war-en", "title": "Veterans", "language": "en",
+                       "text": "The men who won the war came home in 1945."}])
+    # as an index written before tokenizer versions were recorded: no marker, none in the manifest
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    (folder / manifest["data_dir"] / SPARSE_DIR / TOKENIZER_FILE).unlink()
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith(TOKENIZER_FILE)}
+    manifest_path.write_text(json.dumps(manifest))
+    reopened = rag.open_index(folder, make_settings(folder))
+    with caplog.at_level("WARNING"):
+        hits = reopened.search("Who won the war?", k=1, mode="sparse")
+    assert hits and hits[0].article_id == "war-en"
+    assert "older version" in caplog.text

@@ -15,6 +15,8 @@ from rag.news import Article
 
 from conftest import BANKS, SEED
 
+SAMPLE = SEED.parent
+
 LANGS = ("en", "de", "fr")
 
 
@@ -56,6 +58,37 @@ def test_sentence_split_respects_abbreviations() -> None:
     assert got == ["Die Anfrage ging an U.S. Bancorp und JPMorgan.",
                    "Am 3. März sagte Dr. Meier, z.B. sei das neu.",
                    "Mr. Smith said so.", "It was 9 p.m. in the U.S. capital!", "Was nun?"]
+
+
+def test_sentence_split_numbers_and_no() -> None:
+    text = ("Mr. Smith said no. It cost $5. He lives at No. 5 Main Street. Seit 23. Februar sind es mehr als "
+            "165.000. Normalerweise singt er. Denken Sie an 9/11. Jedes Mal hieß es Nein. Er stellte auf 2:0. "
+            "Für Thiem ist es gut. Grazer Herrengasse. #Amokfahrt war ein Hashtag.")
+    got = [text[s.start:s.end] for s in split_sentences(text)]
+    assert got == ["Mr. Smith said no.", "It cost $5.", "He lives at No. 5 Main Street.",
+                   "Seit 23. Februar sind es mehr als 165.000.", "Normalerweise singt er.", "Denken Sie an 9/11.",
+                   "Jedes Mal hieß es Nein.", "Er stellte auf 2:0.", "Für Thiem ist es gut.", "Grazer Herrengasse.",
+                   "#Amokfahrt war ein Hashtag."]
+
+
+def test_sentence_split_agrees_with_pysbd_on_english_sample() -> None:
+    """pysbd (Golden Rules) as an oracle over the bundled English sample articles."""
+    import pysbd
+
+    from rag.ingest.readers import read_file
+
+    seg = pysbd.Segmenter(language="en", clean=False)
+    records = [r for r in read_file(SAMPLE / "multihop-news-en.jsonl", 10**9) if isinstance(r, Record)]
+    articles = [a for a in (to_article(r, LANGS)[0] for r in records) if a is not None and a.language == "en"]
+    assert len(articles) >= 50
+    disagree = []
+    for a in articles:
+        for para in (p for p in a.text.split("\n") if p.strip()):
+            ours = [para[s.start:s.end].strip() for s in split_sentences(para)]
+            theirs = [t.strip() for t in seg.segment(para) if t.strip()]
+            if ours != theirs:
+                disagree.append((a.id, ours, theirs))
+    assert disagree == []
 
 
 def test_hard_wrapped_lines_join_into_one_sentence() -> None:

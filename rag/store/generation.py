@@ -70,7 +70,14 @@ class Snapshot:
     def sparse(self) -> SparseIndex:
         with self._sparse_lock:
             if self._sparse is None:
-                self._sparse = SparseIndex.load(self.data)
+                if SparseIndex.is_current(self.data):
+                    self._sparse = SparseIndex.load(self.data)
+                else:
+                    # Written by an older rag with another tokenizer: its postings would not match
+                    # today's query tokens. Rebuild in memory; the next ingest writes it to disk.
+                    log.warning("%s: the BM25 index was written by an older version; re-tokenising %d chunks "
+                                "in memory (any 'rag ingest' stores the new one)", self.folder, self.manifest.chunks)
+                    self._sparse = SparseIndex.build(self.catalog.chunk_texts())
             return self._sparse
 
     def allowed(self, filters: Filters | None) -> np.ndarray | None:

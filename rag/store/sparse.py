@@ -1,8 +1,11 @@
 """The BM25 index of one generation (bm25s, stored as .npy + .json, no pickle).
 
-Each chunk is tokenised with its article's language: lower case, stop words
-dropped, Snowball-stemmed. A query is stemmed with every language the index
-holds, so "banks" (en) and "Banken" (de) both reach the stem "bank"."""
+Each chunk is tokenised with its article's language: lower case, that
+language's stop words dropped, Snowball-stemmed. A query is tokenised once per
+language the index holds (and its own): "banks" (en) and "Banken" (de) both
+reach the stem "bank". Stop words are per language: "war" is a German stop word
+(a form of "sein") and an English noun, so one merged list would drop it from
+every text."""
 
 from __future__ import annotations
 
@@ -41,27 +44,52 @@ def _stemmer(language: str):  # -> Stemmer.Stemmer | None
     return Stemmer.Stemmer(name) if name else None
 
 
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
+#: ISO 639-1 -> the stop-word list bm25s ships for it (languages without one keep every word);
+#: English takes NLTK's 179 words, as the 33 of STOPWORDS_EN keep "which", "who", "what".
+STOPWORD_LISTS = {
+    "da": "STOPWORDS_DANISH", "de": "STOPWORDS_GERMAN", "en": "STOPWORDS_EN_PLUS", "es": "STOPWORDS_SPANISH",
+    "fr": "STOPWORDS_FRENCH", "it": "STOPWORDS_ITALIAN", "ko": "STOPWORDS_KOREAN", "nb": "STOPWORDS_NORWEGIAN",
+    "nl": "STOPWORDS_DUTCH", "no": "STOPWORDS_NORWEGIAN", "pt": "STOPWORDS_PORTUGUESE", "ru": "STOPWORDS_RUSSIAN",
+    "sv": "STOPWORDS_SWEDISH", "tr": "STOPWORDS_TURKISH", "zh": "STOPWORDS_CHINESE",
+}
+#: Not stop words, though a list has them: NLTK's English list keeps "won" for "won't", and
+#: news says "won the election".
+KEEP = {"en": frozenset({"won"})}
+#: Question words a list lacks (NLTK's English list has who/what/when/where/why/how): in a
+#: question they would match every article that happens to use them.
+EXTRA = {"de": frozenset({"wer", "wen", "wem", "wann", "warum", "wieso", "weshalb", "wo", "woher", "wohin",
+                          "wodurch", "womit", "wofür", "wieviel", "wieviele"})}
+#: Written beside the BM25 files; an index tokenised otherwise is re-tokenised when opened.
+TOKENIZER_VERSION = 2
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@lru_cache(maxsize=64)
+def stopwords(language: str | None) -> frozenset[str]:
+    """The stop words of one language (empty when bm25s has no list for it)."""
     from bm25s import stopwords as sw
 
-    words: set[str] = set()
-    for name in dir(sw):
-        if name.startswith("STOPWORDS_"):
-            words.update(getattr(sw, name))
-    return frozenset(w.lower() for w in words)
+    name = STOPWORD_LISTS.get((language or "").lower())
+    if not name:
+        return frozenset()
+    lang = language or ""
+    words = frozenset(w.lower() for w in getattr(sw, name)) | EXTRA.get(lang, frozenset())
+    return words - KEEP.get(lang, frozenset())
 
 
-def tokenize(text: str, languages: Sequence[str]) -> list[str]:
-    """Stems of the text's content words, once per language given."""
-    stop = _stopwords()
-    words = [w for w in _WORD.findall(text.lower()) if w not in stop and (len(w) > 1 or w.isdigit())]
-    stemmers = [s for s in (_stemmer(lang) for lang in dict.fromkeys(languages)) if s is not None]
-    if not stemmers:
-        return words
+def tokenize(text: str, languages: Sequence[str], query_language: str | None = None) -> list[str]:
+    """Stems of the text's content words, once per language given. Each pass drops the stop
+    words of its own language, and for a query also those of the query's language: the
+    German pass over "Who won the war?" drops "war", which German chunks never hold, while
+    the English pass keeps it."""
+    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
+    asked = stopwords(query_language) if query_language else frozenset()
     out: list[str] = []
-    for stemmer in stemmers:
-        out += stemmer.stemWords(words)
+    for lang in dict.fromkeys(languages):
+        stop = stopwords(lang) | asked
+        kept = [w for w in words if w not in stop]
+        stemmer = _stemmer(lang)
+        out += stemmer.stemWords(kept) if stemmer is not None else kept
     return out
 
 
@@ -98,8 +126,18 @@ class SparseIndex:
         np.save(target / IDS_FILE, self.ids, allow_pickle=False)
         np.save(target / LANGS_FILE, self.doc_languages, allow_pickle=False)
         (target / "languages.json").write_text(json.dumps(list(self.languages)))
+        (target / TOKENIZER_FILE).write_text(json.dumps({"version": TOKENIZER_VERSION, "stopwords": "per language"}))
         if len(self.ids):
             self._model.save(str(target), show_progress=False)
+
+    @staticmethod
+    def is_current(folder: Path) -> bool:
+        """Whether the BM25 files were tokenised as ``tokenize`` does today."""
+        try:
+            info = json.loads((folder / SPARSE_DIR / TOKENIZER_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and info.get("version") == TOKENIZER_VERSION
 
     @classmethod
     def load(cls, folder: Path) -> SparseIndex:
@@ -131,7 +169,7 @@ class SparseIndex:
         if self._model is None or not len(self.ids) or k <= 0:
             return []
         langs = list(self.languages) + ([query_language] if query_language else [])
-        tokens = list(dict.fromkeys(tokenize(query, langs)))
+        tokens = list(dict.fromkeys(tokenize(query, langs, query_language)))
         vocab = self._model.vocab_dict
         tokens = [t for t in tokens if t in vocab]
         if not tokens:
