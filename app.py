@@ -298,7 +298,7 @@ def friendly(exc: BaseException) -> str:
     if isinstance(exc, rag.IndexLockedError):
         return ("Another upload or 'rag ingest' is writing to the index right now. "
                 "Try again when it has finished.")
-    if isinstance(exc, rag.InvalidFilterError):
+    if isinstance(exc, (rag.InvalidFilterError, rag.InvalidQueryError)):
         return f"Invalid search setting: {exc}"
     if isinstance(exc, rag.RagError):
         return str(exc)
@@ -464,7 +464,7 @@ class Callbacks:
         except (TypeError, ValueError):
             n = 5
         if mode not in MODES:
-            raise rag.InvalidFilterError(f"retrieval mode must be one of {', '.join(MODES)}")
+            raise rag.InvalidQueryError(f"retrieval mode must be one of {', '.join(MODES)}")
         filters: dict[str, Any] = {}
         chosen = [s for s in (sources or []) if isinstance(s, str) and s]
         if chosen:

@@ -9,10 +9,11 @@
 
 from pathlib import Path
 
-from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, IndexCorruptError,
-                        IndexLockedError, IndexNotFoundError, InvalidFilterError, ModelMismatchError, RagError)
+from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, GenerationError, IndexCorruptError,
+                        IndexFolderError, IndexLockedError, IndexNotFoundError, InvalidFilterError, InvalidQueryError,
+                        ModelMismatchError, RagError)
 from rag.answer import answer
-from rag.generate import GenerationError, GeneratorStatus, generator_status
+from rag.generate import GeneratorStatus, generator_status
 from rag.index import NewsIndex, open_index
 from rag.news import Answer, Article, Chunk, Citation, Duplicate, Failure, Hit, IngestReport, Unsupported
 from rag.settings import Settings
@@ -30,7 +31,8 @@ def sample_articles() -> list[Path]:
 __all__ = [
     "Answer", "Citation", "GenerationError", "GeneratorStatus", "Unsupported", "answer", "generator_status",
     "Article", "ArticleNotFoundError", "Chunk", "ConfigError", "Duplicate", "EmbeddingModelError",
-    "Failure", "Filters", "Hit", "IndexCorruptError", "IndexLockedError", "IndexNotFoundError",
-    "IngestReport", "InvalidFilterError", "ModelMismatchError", "NewsIndex", "RagError", "Settings",
+    "Failure", "Filters", "Hit", "IndexCorruptError", "IndexFolderError", "IndexLockedError",
+    "IndexNotFoundError", "IngestReport", "InvalidFilterError", "InvalidQueryError", "ModelMismatchError",
+    "NewsIndex", "RagError", "Settings",
     "open_index", "sample_articles", "__version__",
 ]

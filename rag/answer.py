@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.cite import check, is_refusal
-from rag.errors import RagError
+from rag.errors import GenerationError, RagError
 from rag.evidence import Evidence
-from rag.generate import (REFUSAL, GenerationError, GenerationRequest, Generator, Turn, choose_generator,
+from rag.generate import (REFUSAL, GenerationRequest, Generator, Turn, choose_generator,
                           history_turns, resolve)
 from rag.generate.extractive import ExtractiveGenerator, is_note
 from rag.index import NewsIndex, open_index

@@ -10,7 +10,6 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import rag
@@ -21,14 +20,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "index", None):
-        overrides["index_dir"] = Path(args.index)
-    if getattr(args, "quiet", False):
-        overrides["progress"] = False
-    elif getattr(args, "json", False):
-        overrides["progress"] = False if not sys.stderr.isatty() else None
-    return Settings.from_env(**overrides)
+    return Settings.for_command(getattr(args, "index", None), getattr(args, "quiet", False),
+                                getattr(args, "json", False))
 
 
 def _print_json(data: Any) -> None:

@@ -16,23 +16,23 @@ class EmbeddingModelError(RagError):
     """The embedding model cannot be found, converted or loaded."""
 
 
-class IndexError_(RagError):
+class IndexFolderError(RagError):
     """Base class for problems with an index folder."""
 
 
-class IndexNotFoundError(IndexError_):
+class IndexNotFoundError(IndexFolderError):
     """The folder holds no index (and we were asked not to create one)."""
 
 
-class IndexCorruptError(IndexError_):
+class IndexCorruptError(IndexFolderError):
     """An index file is missing, truncated, tampered with or of an unknown format."""
 
 
-class ModelMismatchError(IndexError_):
+class ModelMismatchError(IndexFolderError):
     """The index was built with another embedding model than the configured one."""
 
 
-class IndexLockedError(IndexError_):
+class IndexLockedError(IndexFolderError):
     """Another process is writing to the index."""
 
 
@@ -42,3 +42,11 @@ class ArticleNotFoundError(RagError):
 
 class InvalidFilterError(RagError):
     """A search filter has an unknown key or a value we cannot use."""
+
+
+class InvalidQueryError(RagError):
+    """A search or question we cannot run: empty, a bad ``k``, an unknown mode or option."""
+
+
+class GenerationError(RagError):
+    """The generator failed. ``str(error)`` is safe to show (no secrets)."""

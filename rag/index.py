@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.chunk import chunk_article
 from rag.embed import Embedder, load_embedder
-from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexNotFoundError, InvalidFilterError,
+from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexNotFoundError, InvalidQueryError,
                         ModelMismatchError)
 from rag.ingest.articles import detect_query_language, to_article
 from rag.ingest.readers import Record, iter_files, read_file
@@ -112,13 +112,13 @@ class NewsIndex:
         """Like ``search`` with answer-oriented defaults (diverse, merged passages,
         dates in the question applied), plus what was inferred on the way."""
         if not isinstance(query, str) or not query.strip():
-            raise InvalidFilterError("the query is empty")
+            raise InvalidQueryError("the query is empty")
         if not isinstance(k, int) or isinstance(k, bool):
-            raise InvalidFilterError(f"k must be an integer, got {k!r}")
+            raise InvalidQueryError(f"k must be an integer, got {k!r}")
         try:
             opts = RetrievalOptions(k=k, mode=mode, filters=Filters.parse(filters), **options)
         except TypeError as exc:
-            raise InvalidFilterError(f"unknown search option: {exc}") from None
+            raise InvalidQueryError(f"unknown search option: {exc}") from None
         snap = self.snapshot()
         if snap is None or snap.manifest.chunks == 0:
             return Retrieval(())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,14 @@ DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da",
                      "cs", "tr", "ru", "uk", "ar", "zh", "ja", "ko", "el", "hu", "ro")
 
 
-def _default_model_dir() -> Path:
+def cache_home() -> Path:
+    """Where rag keeps what it can rebuild: converted models, evaluation indexes."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag" / "models"
+    return Path(base) / "rag"
+
+
+def _default_model_dir() -> Path:
+    return cache_home() / "models"
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,15 @@ class Settings:
         if self.local_threads < 0 or self.local_context < 512 or self.local_max_tokens < 16:
             raise ConfigError("RAG_LOCAL_THREADS must be >= 0, RAG_LOCAL_CONTEXT >= 512 and "
                               "RAG_LOCAL_MAX_TOKENS >= 16")
+
+    @classmethod
+    def for_command(cls, index: str | None = None, quiet: bool = False, json_output: bool = False) -> Settings:
+        """The settings of one CLI command: the environment, ``--index``, and no progress bars
+        with ``--quiet`` or when ``--json`` output goes to a pipe."""
+        overrides: dict[str, Any] = {"index_dir": Path(index)} if index else {}
+        if quiet or (json_output and not sys.stderr.isatty()):
+            overrides["progress"] = False
+        return cls.from_env(**overrides)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env",

@@ -72,7 +72,7 @@ def test_modes_on_exact_terms(sample_index: rag.NewsIndex) -> None:
     hybrid = sample_index.search("Bankman-Fried Ellison", k=3, mode="hybrid")
     assert "Bankman-Fried" in hybrid[0].text or "Ellison" in hybrid[0].text
     assert all(h.similarity is not None for h in hybrid)
-    with pytest.raises(rag.InvalidFilterError, match="unknown retrieval mode"):
+    with pytest.raises(rag.InvalidQueryError, match="unknown retrieval mode"):
         sample_index.search("x", mode="fuzzy")
 
 

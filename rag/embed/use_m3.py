@@ -5,7 +5,6 @@ complements e5 in the default ensemble (see rag.embed.ensemble)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 

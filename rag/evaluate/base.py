@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -17,6 +17,7 @@ import rag
 from rag.evaluate.errors import DatasetFormatError, DatasetNotFoundError
 from rag.generate import resolve
 from rag.generate.extractive import is_note
+from rag.retrieve import cap_per_article
 from rag.settings import Settings
 
 T = TypeVar("T")
@@ -192,20 +193,10 @@ def top_articles(index: rag.NewsIndex, question: str, n: int, spec: RunSpec) -> 
     k = 3 * n
     while True:
         hits = index.search(question, k=k, mode=spec.mode, **options)
-        unique = first_per_article(hits)
+        unique = cap_per_article(hits, len(hits), 1)
         if len(unique) >= n or len(hits) < k or k >= 1000:
             return unique[:n]
         k = min(1000, 3 * k)
-
-
-def first_per_article(hits: Iterable[rag.Hit]) -> list[rag.Hit]:
-    seen: set[str] = set()
-    out = []
-    for hit in hits:
-        if hit.article_id not in seen:
-            seen.add(hit.article_id)
-            out.append(hit)
-    return out
 
 
 def resolve_generator(settings: Settings, name: str | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import rag
 from rag.evaluate.errors import EvalIndexError
 from rag.evaluate.memo import MemoIndex, QueryMemo
-from rag.settings import Settings
+from rag.settings import Settings, cache_home
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ INDEX_SETTINGS = ("embed_model", "embed_backend", "query_prefix", "passage_prefi
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rag" / "eval"
+    return cache_home() / "eval"
 
 
 def corpus_key(articles: list[dict[str, Any]], settings: Settings) -> str:

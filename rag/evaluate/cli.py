@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from rag.errors import RagError
 from rag.evaluate.base import EvalOptions
@@ -84,10 +83,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if args.quiet or (args.json and not sys.stderr.isatty()):
-        overrides["progress"] = False
-    return Settings.from_env(**overrides)
+    # --index here is the evaluation cache, not the index to answer from
+    return Settings.for_command(quiet=args.quiet, json_output=args.json)
 
 
 def _modes(raw: str) -> tuple[str, ...]:

@@ -13,13 +13,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Sequence
 
+from rag.ingest.clean import INVISIBLE
+
 #: Articles dropped by ``normalize_answer`` (SQuAD: English; German as in MLQA).
 ARTICLES = {
     "en": re.compile(r"\b(a|an|the)\b"),
     "de": re.compile(r"\b(der|die|das|des|dem|den|ein|eine|einer|eines|einem|einen)\b"),
 }
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _QUOTED = re.compile(r"«[^»]*»")
 #: Phrases with which an answer says the sources do not answer the question.
 _NO_ANSWER = re.compile(
@@ -132,7 +133,7 @@ def says_no_answer(text: str) -> bool:
 def squash(text: str) -> str:
     """Text with every whitespace (and invisible) character removed, as
     MultiHop-RAG compares retrieved chunks with gold facts."""
-    return "".join(_INVISIBLE.sub("", text).split())
+    return "".join(INVISIBLE.sub("", text).split())
 
 
 def mean(values: Iterable[float]) -> float | None:
@@ -147,4 +148,4 @@ def _is_punctuation(ch: str) -> bool:
 
 
 def _fold(text: str) -> str:
-    return " ".join(_INVISIBLE.sub("", text).casefold().split())
+    return " ".join(INVISIBLE.sub("", text).casefold().split())

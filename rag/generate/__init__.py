@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rag.embed import Embedder
 from rag.errors import ConfigError
-from rag.generate.base import REFUSAL, GenerationError, GenerationRequest, Generator, Turn, history_turns
+from rag.generate.base import REFUSAL, GenerationRequest, Generator, Turn, history_turns
 from rag.settings import Settings
 
 
@@ -101,5 +101,5 @@ def choose_generator(settings: Settings, embedder: Embedder, name: str | None = 
     return factory(settings, embedder)
 
 
-__all__ = ["GENERATORS", "REFUSAL", "GenerationError", "GenerationRequest", "Generator", "GeneratorStatus", "Turn",
+__all__ = ["GENERATORS", "REFUSAL", "GenerationRequest", "Generator", "GeneratorStatus", "Turn",
            "choose_generator", "generator_status", "history_turns", "local_unavailable", "resolve"]

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rag.errors import RagError
 from rag.evidence import Evidence
 from rag.news import Hit
 
@@ -50,14 +49,6 @@ REFUSAL = {
     "en": "The indexed articles do not contain an answer to this question.",
     "de": "Die indexierten Artikel enthalten keine Antwort auf diese Frage.",
 }
-
-
-class GenerationError(RagError):
-    """The generator failed. ``str(error)`` is safe to show (no secrets)."""
-
-    def __init__(self, message: str, kind: str = "error") -> None:
-        super().__init__(message)
-        self.kind = kind  # "connection", "timeout", "auth", "rate_limit", "server", "malformed", "model"
 
 
 def history_turns(history: Sequence[object] | None) -> tuple[Turn, ...]:

@@ -37,7 +37,8 @@ from pathlib import Path
 
 from rag.errors import ConfigError
 from rag.generate import bundled_llm
-from rag.generate.base import GenerationError, GenerationRequest, Turn
+from rag.errors import GenerationError
+from rag.generate.base import GenerationRequest, Turn
 from rag.generate.openai_chat import OpenAIGenerator
 from rag.settings import Settings
 
@@ -223,9 +224,9 @@ class LocalRuntime:
         """The server's base URL once it is up; GenerationError if it cannot start."""
         self.start()
         if not self._ready.wait(timeout if timeout is not None else self.settings.local_startup_timeout):
-            raise GenerationError("the local model is still loading; try again in a moment", "timeout")
+            raise GenerationError("the local model is still loading; try again in a moment")
         if self.error or not self.base_url:
-            raise GenerationError(f"the local model is unavailable: {self.error}", "server")
+            raise GenerationError(f"the local model is unavailable: {self.error}")
         return self.base_url
 
     def _run(self) -> None:
@@ -271,11 +272,11 @@ class LocalRuntime:
             if self._proc.poll() is not None:
                 last = log_path.read_text(errors="replace").strip().splitlines()[-1:]
                 raise GenerationError(f"the llama.cpp server exited (code {self._proc.returncode}): "
-                                      f"{' '.join(last)[-300:]}", "server")
+                                      f"{' '.join(last)[-300:]}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise GenerationError(f"the llama.cpp server did not start within "
-                                      f"{self.settings.local_startup_timeout:g} s", "timeout")
+                                      f"{self.settings.local_startup_timeout:g} s")
             time.sleep(0.2)
         log_path.unlink(missing_ok=True)  # started fine: nothing worth keeping
         return base_url

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Iterator
 
 from rag.errors import ConfigError
-from rag.generate.base import GenerationError, GenerationRequest, Turn
+from rag.errors import GenerationError
+from rag.generate.base import GenerationRequest, Turn
 from rag.generate.prompt import build_messages, build_rewrite_messages
 from rag.settings import Settings
 
@@ -62,7 +63,7 @@ class OpenAIGenerator:
             for event in events:
                 choices = getattr(event, "choices", None)
                 if choices is None:
-                    raise GenerationError(self._where("sent a malformed stream event (no choices)"), "malformed")
+                    raise GenerationError(self._where("sent a malformed stream event (no choices)"))
                 for choice in choices:
                     piece = getattr(choice.delta, "content", None) if choice.delta is not None else None
                     if piece:
@@ -70,23 +71,22 @@ class OpenAIGenerator:
         except GenerationError:
             raise
         except openai.APITimeoutError:
-            raise GenerationError(self._where(f"did not answer within {self._timeout:g} s"), "timeout") from None
+            raise GenerationError(self._where(f"did not answer within {self._timeout:g} s")) from None
         except openai.APIConnectionError as exc:
-            raise GenerationError(self._where(f"cannot be reached ({_cause(exc)})"), "connection") from None
+            raise GenerationError(self._where(f"cannot be reached ({_cause(exc)})")) from None
         except openai.AuthenticationError:
-            raise GenerationError(self._where("rejected the API key (401); check OPENAI_API_KEY"), "auth") from None
+            raise GenerationError(self._where("rejected the API key (401); check OPENAI_API_KEY")) from None
         except openai.RateLimitError:
             raise GenerationError(self._where(f"is rate limiting (429), still after {self._retries} retries; "
-                                              f"try again later"), "rate_limit") from None
+                                              f"try again later")) from None
         except openai.NotFoundError:
-            raise GenerationError(self._where(f"does not know model {self.model!r} (404); check RAG_LLM_MODEL"),
-                                  "model") from None
+            raise GenerationError(
+                self._where(f"does not know model {self.model!r} (404); check RAG_LLM_MODEL")) from None
         except openai.APIStatusError as exc:
-            raise GenerationError(self._where(f"failed with HTTP {exc.status_code}"), "server") from None
+            raise GenerationError(self._where(f"failed with HTTP {exc.status_code}")) from None
         except (openai.APIResponseValidationError, ValueError, KeyError, AttributeError, TypeError,
                 IndexError) as exc:
-            raise GenerationError(self._where(f"sent a malformed response ({type(exc).__name__})"),
-                                  "malformed") from None
+            raise GenerationError(self._where(f"sent a malformed response ({type(exc).__name__})")) from None
 
     def _where(self, what: str) -> str:
         return f"The LLM server at {self.base_url} {what}."

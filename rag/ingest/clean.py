@@ -22,7 +22,7 @@ _BOILERPLATE = re.compile(
     )$""",
     re.IGNORECASE | re.VERBOSE,
 )
-_INVISIBLE = re.compile("[\u0000\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+INVISIBLE = re.compile("[\u0000\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _ODD_SPACES = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\u3000\t]")
 _MULTI_SPACE = re.compile(" {2,}")
 
@@ -33,7 +33,7 @@ def clean_text(text: str) -> str:
     Paragraphs (blank-line separated) are kept; a single newline inside a
     paragraph is kept too, since news exports use both conventions."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _INVISIBLE.sub("", text)
+    text = INVISIBLE.sub("", text)
     text = _ODD_SPACES.sub(" ", text)
     out: list[str] = []
     for line in text.split("\n"):
@@ -54,6 +54,6 @@ def clean_field(value: object, limit: int = 1000) -> str | None:
         return None
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value if v not in (None, ""))
-    text = _MULTI_SPACE.sub(" ", _ODD_SPACES.sub(" ", _INVISIBLE.sub("", str(value)))).strip()
+    text = _MULTI_SPACE.sub(" ", _ODD_SPACES.sub(" ", INVISIBLE.sub("", str(value)))).strip()
     text = " ".join(text.split())
     return text[:limit] or None

@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 
 from rag.embed import Embedder
-from rag.errors import InvalidFilterError
+from rag.errors import InvalidQueryError
 from rag.news import Hit
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.store.catalog import Filters
@@ -47,9 +47,9 @@ class RetrievalOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise InvalidFilterError(f"unknown retrieval mode {self.mode!r}; choose one of {', '.join(MODES)}")
+            raise InvalidQueryError(f"unknown retrieval mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if not 1 <= self.k <= 1000:
-            raise InvalidFilterError(f"k must be from 1 to 1000, got {self.k}")
+            raise InvalidQueryError(f"k must be from 1 to 1000, got {self.k}")
 
 
 @dataclass(frozen=True)

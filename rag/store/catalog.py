@@ -5,6 +5,7 @@ generation is never modified again, so readers open it immutable (no locks)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -126,27 +127,19 @@ class Catalog:
         return a, c
 
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for part in _batches(ids):
-            marks = ",".join("?" * len(part))
-            for row in self._query(f"SELECT id, content_hash FROM articles WHERE id IN ({marks})", part):
-                out[row["id"]] = row["content_hash"]
-        return out
+        rows = self._query(f"SELECT id, content_hash FROM articles WHERE id IN {_EACH}", _json(ids))
+        return {row["id"]: row["content_hash"] for row in rows}
 
     def ids_by_text_hash(self, hashes: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        for part in _batches(hashes):
-            marks = ",".join("?" * len(part))
-            for row in self._query(f"SELECT id, text_hash FROM articles WHERE text_hash IN ({marks})", part):
-                out.setdefault(row["text_hash"], row["id"])
+        for row in self._query(f"SELECT id, text_hash FROM articles WHERE text_hash IN {_EACH} ORDER BY rowid",
+                               _json(hashes)):
+            out.setdefault(row["text_hash"], row["id"])
         return out
 
     def chunk_rowids(self, article_ids: Iterable[str]) -> list[int]:
-        out: list[int] = []
-        for part in _batches(list(article_ids)):
-            marks = ",".join("?" * len(part))
-            out += [r[0] for r in self._query(f"SELECT rowid FROM chunks WHERE article_id IN ({marks})", part)]
-        return out
+        return [r[0] for r in self._query(f"SELECT rowid FROM chunks WHERE article_id IN {_EACH}",
+                                          _json(article_ids))]
 
     def allowed_rowids(self, filters: Filters) -> list[int]:
         where, params = _where(filters)
@@ -155,14 +148,10 @@ class Catalog:
 
     def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
         """Hits for (rowid, score) pairs, in the given order."""
-        rows: dict[int, sqlite3.Row] = {}
-        for part in _batches([r for r, _ in scored]):
-            marks = ",".join("?" * len(part))
-            for row in self._query(
-                    f"SELECT c.rowid AS rowid, c.article_id, c.ordinal, c.start, c.end, c.text, "
-                    f"a.title, a.url, a.source, a.published_at, a.language FROM chunks c "
-                    f"JOIN articles a ON a.id = c.article_id WHERE c.rowid IN ({marks})", part):
-                rows[row["rowid"]] = row
+        rows: dict[int, sqlite3.Row] = {row["rowid"]: row for row in self._query(
+            f"SELECT c.rowid AS rowid, c.article_id, c.ordinal, c.start, c.end, c.text, "
+            f"a.title, a.url, a.source, a.published_at, a.language FROM chunks c "
+            f"JOIN articles a ON a.id = c.article_id WHERE c.rowid IN {_EACH}", _json(r for r, _ in scored))}
         return [Hit(article_id=r["article_id"], chunk_id=chunk_id(r["article_id"], r["ordinal"]),
                     title=r["title"], url=r["url"], source=r["source"], published_at=r["published_at"],
                     text=r["text"], start=r["start"], end=r["end"], score=float(score),
@@ -186,16 +175,11 @@ class Catalog:
 
     def neighbours(self, rowids: Sequence[int]) -> dict[int, tuple[int | None, int | None]]:
         """For each chunk rowid: the rowids of the previous and next chunk of its article."""
-        out: dict[int, tuple[int | None, int | None]] = {}
-        for part in _batches(list(rowids)):
-            marks = ",".join("?" * len(part))
-            for row in self._query(
-                    f"SELECT c.rowid, (SELECT p.rowid FROM chunks p WHERE p.article_id = c.article_id "
-                    f"AND p.ordinal = c.ordinal - 1), (SELECT n.rowid FROM chunks n WHERE "
-                    f"n.article_id = c.article_id AND n.ordinal = c.ordinal + 1) FROM chunks c "
-                    f"WHERE c.rowid IN ({marks})", part):
-                out[row[0]] = (row[1], row[2])
-        return out
+        return {row[0]: (row[1], row[2]) for row in self._query(
+            f"SELECT c.rowid, (SELECT p.rowid FROM chunks p WHERE p.article_id = c.article_id "
+            f"AND p.ordinal = c.ordinal - 1), (SELECT n.rowid FROM chunks n WHERE "
+            f"n.article_id = c.article_id AND n.ordinal = c.ordinal + 1) FROM chunks c "
+            f"WHERE c.rowid IN {_EACH}", _json(rowids))}
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         sql = ("SELECT a.id, a.title, a.source, a.published_at, a.language, a.url, a.origin, "
@@ -223,10 +207,8 @@ class Catalog:
     # ---- writing (only while the generation is private to its writer) ----
     def delete_articles(self, ids: Sequence[str]) -> None:
         with self._lock:
-            for part in _batches(list(ids)):
-                marks = ",".join("?" * len(part))
-                self._db.execute(f"DELETE FROM chunks WHERE article_id IN ({marks})", part)
-                self._db.execute(f"DELETE FROM articles WHERE id IN ({marks})", part)
+            self._db.execute(f"DELETE FROM chunks WHERE article_id IN {_EACH}", _json(ids))
+            self._db.execute(f"DELETE FROM articles WHERE id IN {_EACH}", _json(ids))
 
     def insert(self, article: Article, chunks: Sequence[Chunk], now: str) -> list[int]:
         """Insert an article and its chunks; returns the chunks' rowids."""
@@ -266,6 +248,9 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _batches(items: Sequence[Any], size: int = 900) -> Iterable[list[Any]]:
-    for i in range(0, len(items), size):
-        yield list(items[i:i + size])
+#: Many ids as one parameter (a JSON array), instead of batches under SQLite's 999-parameter limit.
+_EACH = "(SELECT value FROM json_each(?))"
+
+
+def _json(values: Iterable[Any]) -> tuple[str]:
+    return (json.dumps(list(values), default=lambda v: v.item()),)  # numpy ints from FAISS

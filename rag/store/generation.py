@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexCorruptError
-from rag.news import Article, Chunk, Hit
+from rag.news import Article, Chunk
 from rag.store import vectors as vec
 from rag.store.catalog import Catalog, Filters
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
@@ -98,9 +98,6 @@ class Snapshot:
         rows = np.flatnonzero(np.isin(self.vectors.ids, np.asarray(rowids, dtype=np.int64)))
         scores = np.asarray(self.vectors.vectors[rows] @ query.astype(np.float32))
         return {int(self.vectors.ids[r]): float(s) for r, s in zip(rows, scores)}
-
-    def search(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
-        return self.catalog.hits(self.dense(query, k, self.allowed(filters)))
 
 
 class GenerationWriter:
