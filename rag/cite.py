@@ -27,8 +27,8 @@ import numpy as np
 
 from rag.names import STOPWORDS, Vectors, names_in, spelled_alike, translated, word_stems
 from rag.chunk import split_sentences
-from rag.evidence import Evidence, Sentence
-from rag.news import Citation, Hit, Unsupported
+from rag.evidence import Evidence, Sentence, about
+from rag.news import Citation, Unsupported
 
 #: ``[1]``, ``[1, 2]``, ``[1;3]`` as generators write them (with the space before).
 MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
@@ -60,8 +60,6 @@ _FRAME = re.compile(
     r"(?:from\s+|by\s+|in\s+|of\s+|von\s+)?[^,]{0,60}?\s*(?:also\s+)?(?:suggests?|states?|reports?|indicates?|says?|"
     r"mentions?|notes?|claims?|implies|imply|argues?|describes?|highlights?|discusses?|attributes?|credits?|"
     r"shows?|explains?|berichtet|schreibt|meldet)\s+(?:that\s+|dass\s+)?)?", re.I)
-_MONTHS_EN = ("January February March April May June July August September October November December").split()
-_MONTHS_DE = ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember").split()
 _LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
 
 
@@ -359,8 +357,8 @@ def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]
     sources = [u.n for u in units]
     matrix = match_matrix(cores, [u.text for u in units], claim_vectors @ unit_vectors.T,
                           following, sources, evidence.embedder.embed_documents,
-                          {n: _about(hit) for n, hit in enumerate(evidence.passages, 1)}, named=claims)
-    numbers = {n: _numbers(hit.text + " " + _about(hit)) for n, hit in enumerate(evidence.passages, 1)}
+                          {n: about(hit) for n, hit in enumerate(evidence.passages, 1)}, named=claims)
+    numbers = {n: _numbers(hit.text + " " + about(hit)) for n, hit in enumerate(evidence.passages, 1)}
     out = []
     for claim, matches in zip(claims, matrix):
         claim_numbers = _numbers(claim)
@@ -376,22 +374,12 @@ def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]
     return out
 
 
-def _about(hit: Hit) -> str:
-    """What the prompt shows of a passage beside its text: headline, publisher and date (with the
-    month's names, so "published in October" can be checked)."""
-    month = ""
-    date = (hit.published_at or "")[:10]
-    if re.fullmatch(r"\d{4}-\d\d-\d\d", date) and 1 <= int(date[5:7]) <= 12:
-        month = f"{_MONTHS_EN[int(date[5:7]) - 1]} {_MONTHS_DE[int(date[5:7]) - 1]} {date}"
-    return " ".join(x for x in (hit.title, hit.source, month) if x)
-
-
 def _reason(claim: _Claim, evidence: Evidence) -> str:
     where = _markers(claim.cited)
     tricked = [n for n in claim.cited if n in evidence.instructed]
     if tricked:
         return f"source {_markers(tricked)} gives instructions to the assistant; it is not evidence"
-    held = [_numbers(evidence.passages[n - 1].text + " " + _about(evidence.passages[n - 1])) for n in claim.cited]
+    held = [_numbers(evidence.passages[n - 1].text + " " + about(evidence.passages[n - 1])) for n in claim.cited]
     missing = _numbers(claim.text) - set().union(*held) if claim.cited else set()
     if claim.cited and missing:
         return f"number(s) {', '.join(sorted(missing))} not in source {where}"

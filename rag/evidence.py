@@ -261,3 +261,17 @@ class Evidence:
             used += extra
         return tuple(Excerpt(n, tuple(s for s in sents if (n, s.position) in chosen))
                      for n, sents in sorted(by_passage.items()) if any((n, s.position) in chosen for s in sents))
+
+
+_MONTHS_EN = ("January February March April May June July August September October November December").split()
+_MONTHS_DE = ("Januar Februar März April Mai Juni Juli August September Oktober November Dezember").split()
+
+
+def about(hit: Hit) -> str:
+    """What the prompt shows of a passage beside its text: headline, publisher and date (with the
+    month's names, so "published in October" can be checked)."""
+    month = ""
+    date = (hit.published_at or "")[:10]
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", date) and 1 <= int(date[5:7]) <= 12:
+        month = f"{_MONTHS_EN[int(date[5:7]) - 1]} {_MONTHS_DE[int(date[5:7]) - 1]} {date}"
+    return " ".join(x for x in (hit.title, hit.source, month) if x)

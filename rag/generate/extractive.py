@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rag.embed import Embedder
-from rag.evidence import Evidence
+from rag.evidence import Evidence, about
 from rag.generate.base import REFUSAL, GenerationRequest
 from rag.generate.prompt import language_name
 from rag.names import Vectors, names_in, spelled_alike, translated, word_stems
@@ -22,6 +22,8 @@ from rag.names import Vectors, names_in, spelled_alike, translated, word_stems
 MAX_SENTENCES = 3
 #: Sentences scoring this far below the best one are left out.
 MARGIN = 0.05
+#: A question naming at most this many things (publishers aside) asks about one story.
+ONE_STORY_NAMES = 2
 
 NOTE = {"de": "Kein Sprachmodell verfügbar. Die passendsten Sätze aus den Quellen",
         "en": "No language model is available, so here are the sentences from the sources that best answer "
@@ -77,23 +79,37 @@ class ExtractiveGenerator:
         return [c for c in ranked[:MAX_SENTENCES] if c.score >= best - MARGIN]
 
     def about_the_question(self, request: GenerationRequest) -> set[str]:
-        """Ids of the articles that hold every name the question gives (by spelling or in
-        translation; an article's passages count together). German capitalises every noun,
-        so there capitals do not mark names and every article counts."""
+        """Ids of the articles about the question, by the names it gives (found by spelling or
+        in translation, in an article's text, headline or month; its passages count together).
+        Publishers the question names ("according to The Verge") say where, not what, and are
+        set aside. A question with one or two other names and at most one publisher asks about
+        one story: an article must hold them all ("Manchester United" is not answered from a
+        Chelsea story). One that names more, or two publishers, joins several reports: an
+        article must hold one of them (two, from four names on) and together they must hold at
+        least half (a capitalised word is not always a name, and each report holds its own).
+        German capitalises every noun, so there capitals do not mark names and every article
+        counts."""
         ids = {hit.article_id for hit in request.passages}
         names = names_in(request.question) if request.language != "de" else {}
-        if not names:
+        publishers: set[str] = set()
+        for hit in request.passages:
+            publishers |= spelled_alike(names, set(word_stems(hit.source or "")))
+        subjects = {s: w for s, w in names.items() if s not in publishers}
+        if not subjects:
             return ids
         words: dict[str, dict[str, str]] = {}
         for hit in request.passages:
-            words.setdefault(hit.article_id, {}).update(word_stems(f"{hit.title or ''} {hit.text}"))
+            words.setdefault(hit.article_id, {}).update(word_stems(f"{about(hit)} {hit.text}"))
         vectors = Vectors(self._embedder.embed_documents)
-        about = set()
+        held: dict[str, set[str]] = {}
         for article, stems in words.items():
-            missing = {s: w for s, w in names.items() if s not in spelled_alike(names, set(stems))}
-            if not missing or len(translated(missing, stems, vectors)) == len(missing):
-                about.add(article)
-        return about
+            missing = {s: w for s, w in subjects.items() if s not in spelled_alike(subjects, set(stems))}
+            held[article] = (set(subjects) - set(missing)) | translated(missing, stems, vectors)
+        if len(subjects) <= ONE_STORY_NAMES and len(publishers) < 2:
+            return {a for a, h in held.items() if h >= set(subjects)}
+        joined = {a for a, h in held.items() if len(h) >= (1 if len(subjects) <= 3 else 2)}
+        covered = set().union(*(held[a] for a in joined))
+        return joined if 2 * len(covered) >= len(subjects) else set()
 
     def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
         chosen = self.choose(request)
