@@ -52,7 +52,7 @@ MAX_UPLOAD_FILES = 100
 MAX_QUESTION_CHARS = 2000
 HISTORY_MESSAGES = 8  # the last 4 question/answer pairs go to rag.answer
 KEPT_TURNS = 6  # sources of this many answers stay in the panel (older ones collapsed)
-MODES = ("hybrid", "dense", "sparse")
+MODES = rag.RETRIEVAL_MODES
 STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams
 SOURCES_EMPTY = ('<div class="rag-sources"><p class="rag-muted">Ask a question: the passages that support '
                  'the answer appear here, with the quoted sentence highlighted.</p></div>')
@@ -413,8 +413,8 @@ class Callbacks:
             model = (model or "").strip()[:200]
             if model and generator != "extractive":
                 options["model"] = model
-            events = rag.answer(question, self.index, options.pop("k"),
-                                history=state["history"][-HISTORY_MESSAGES:], stream=True, **options)
+            events = rag.answer_stream(question, self.index, options.pop("k"),
+                                       history=state["history"][-HISTORY_MESSAGES:], **options)
             last = 0.0
             for event in events:
                 if isinstance(event, rag.Answer):
@@ -578,7 +578,7 @@ class Callbacks:
     # ---- index statistics
     def stats_html(self) -> str:
         try:
-            s = self.index.stats()
+            s = self.index.stats().to_dict()
         except Exception as exc:
             log.exception("index stats failed")
             return message_html("error", f"Index statistics are unavailable: {friendly(exc)}")
@@ -595,7 +595,7 @@ class Callbacks:
 
     def source_choices(self) -> list[str]:
         try:
-            return sorted((s for s in (self.index.stats().get("sources") or {}) if s), key=str.lower)
+            return sorted((s for s in self.index.stats().sources if s), key=str.lower)
         except Exception:
             log.exception("index stats failed")
             return []

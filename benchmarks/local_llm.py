@@ -70,7 +70,7 @@ def indexes(shared: Path, settings: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     sample = default_cache_dir() / "bench-sample"
     idx = rag.open_index(sample, settings)
-    if idx.stats()["articles"] == 0:
+    if idx.stats().articles == 0:
         idx.ingest(rag.sample_articles())
     out["seed"] = idx
     for name, adapter in (("xquad", XQuAD), ("multihop", MultiHopRAG)):

@@ -68,7 +68,7 @@ def main() -> int:
 
     # cross-lingual: XQuAD
     idx = rag.open_index(cached(args.cache, "xquad"), settings, create=False)
-    ids = [a["id"] for a in idx.articles()]
+    ids = [a.id for a in idx.articles()]
     en = json.loads((SHARED / "datasets" / "xquad-dev" / "xquad.en.json").read_text(encoding="utf-8"))
     pos, neg = [], []
     for article in en["data"]:

@@ -79,7 +79,7 @@ def build(size: int, dim: int, folder: Path, words: int) -> dict[str, Any]:
     idx = rag.open_index(folder, settings_for(dim, folder))
     snap = idx.snapshot()
     assert snap is not None
-    counts = Counter(w.lower() for a in snap.catalog.articles() for w in re.findall(r"\w{3,}", a["title"] or ""))
+    counts = Counter(w.lower() for a in snap.catalog.articles() for w in re.findall(r"\w{3,}", a.title or ""))
     for row in snap.catalog.chunk_texts():
         counts.update(w.lower() for w in re.findall(r"\w{3,}", row[1]))
     vocab = np.array([w for w, _ in counts.most_common()])
@@ -147,7 +147,7 @@ def measure(dim: int, folder: Path, n_queries: int, n_answers: int) -> dict[str,
     snap = idx.snapshot()
     assert snap is not None
     out: dict[str, Any] = {"open_s": time.perf_counter() - t0, "rss_open_mb": rss_mb() - rss0}
-    titles = [a["title"] for a in snap.catalog.articles() if a["title"] and a["source"] != "synthetic"]
+    titles = [a.title for a in snap.catalog.articles() if a.title and a.source != "synthetic"]
     questions = (["Which banks did Facebook contact?"] + titles) * (1 + n_queries // (1 + len(titles)))
     idx.search(questions[0], k=5)  # loads BM25
     n = snap.manifest.chunks

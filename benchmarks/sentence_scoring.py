@@ -77,7 +77,7 @@ def main() -> int:
         sets.append((a.name, idx, gold))
     sample = default_cache_dir() / "bench-sample"
     idx = rag.open_index(sample, settings)
-    if idx.stats()["articles"] == 0:
+    if idx.stats().articles == 0:
         idx.ingest(rag.sample_articles())
     sets.append(("seed", idx, [(q, (g,)) for q, g in SEED]))
     for name, idx, gold in sets:

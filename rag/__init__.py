@@ -12,12 +12,12 @@ from pathlib import Path
 from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, GenerationError, IndexCorruptError,
                         IndexFolderError, IndexLockedError, IndexNotFoundError, InvalidFilterError, InvalidQueryError,
                         ModelMismatchError, RagError)
-from rag.answer import answer
+from rag.answer import answer, answer_stream
 from rag.generate import GeneratorStatus, generator_status
 from rag.index import NewsIndex, open_index
-from rag.news import Answer, Article, Chunk, Citation, Duplicate, Failure, Hit, IngestReport, Unsupported
-from rag.settings import Settings
-from rag.store.catalog import Filters
+from rag.news import (Answer, Article, ArticleSummary, Chunk, Citation, Duplicate, Failure, Filters, Hit, IndexStats,
+                      IngestReport, Unsupported)
+from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, GeneratorName, RetrievalMode, Settings
 
 __version__ = "0.1.0"
 
@@ -29,10 +29,11 @@ def sample_articles() -> list[Path]:
 
 
 __all__ = [
-    "Answer", "Citation", "GenerationError", "GeneratorStatus", "Unsupported", "answer", "generator_status",
-    "Article", "ArticleNotFoundError", "Chunk", "ConfigError", "Duplicate", "EmbeddingModelError",
-    "Failure", "Filters", "Hit", "IndexCorruptError", "IndexFolderError", "IndexLockedError",
+    "Answer", "Citation", "GenerationError", "GeneratorStatus", "Unsupported", "answer", "answer_stream",
+    "generator_status",
+    "Article", "ArticleNotFoundError", "ArticleSummary", "Chunk", "ConfigError", "Duplicate", "EmbeddingModelError",
+    "Failure", "Filters", "Hit", "IndexCorruptError", "IndexStats", "IndexFolderError", "IndexLockedError",
     "IndexNotFoundError", "IngestReport", "InvalidFilterError", "InvalidQueryError", "ModelMismatchError",
-    "NewsIndex", "RagError", "Settings",
+    "NewsIndex", "RagError", "Settings", "GENERATOR_NAMES", "RETRIEVAL_MODES", "GeneratorName", "RetrievalMode",
     "open_index", "sample_articles", "__version__",
 ]

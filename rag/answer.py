@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from rag.cite import check, is_refusal
 from rag.errors import GenerationError, RagError
@@ -57,6 +57,18 @@ class AnswerOptions:
     retrieval: dict[str, Any] | None = None  # extra RetrievalOptions (max_per_article, now, reranker, ...)
 
 
+@overload
+def answer(question: str, index: str | os.PathLike[str] | NewsIndex = ..., k: int = ...,
+           history: Sequence[object] | None = ..., stream: Literal[False] = ..., *,
+           settings: Settings | None = ..., **options: Any) -> Answer: ...
+
+
+@overload
+def answer(question: str, index: str | os.PathLike[str] | NewsIndex = ..., k: int = ...,
+           history: Sequence[object] | None = ..., *, stream: Literal[True],
+           settings: Settings | None = ..., **options: Any) -> Iterator[str | Answer]: ...
+
+
 def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k: int = 5,
            history: Sequence[object] | None = None, stream: bool = False, *,
            settings: Settings | None = None, **options: Any) -> Answer | Iterator[str | Answer]:
@@ -81,6 +93,14 @@ def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k
             result = event
     assert result is not None
     return result
+
+
+def answer_stream(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k: int = 5,
+                  history: Sequence[object] | None = None, *, settings: Settings | None = None,
+                  **options: Any) -> Iterator[str | Answer]:
+    """``answer(..., stream=True)``: the answer's text pieces as they are written, then the
+    checked ``Answer`` (its text may differ: unsupported markers removed, sources added)."""
+    return answer(question, index, k, history, stream=True, settings=settings, **options)
 
 
 def _options(k: int, options: dict[str, Any]) -> AnswerOptions:

@@ -14,7 +14,7 @@ from typing import Any
 
 import rag
 from rag.errors import RagError
-from rag.settings import Settings
+from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -39,11 +39,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("error: give at least one PATH, or --sample", file=sys.stderr)
         return EXIT_USAGE
     index = rag.open_index(settings.index_dir, settings)
-    if args.if_empty and index.stats()["articles"] > 0:
+    if args.if_empty and index.stats().articles > 0:
         if not args.json:
-            print(f"{settings.index_dir} already holds {index.stats()['articles']} articles; nothing to do")
+            print(f"{settings.index_dir} already holds {index.stats().articles} articles; nothing to do")
         else:
-            _print_json({"skipped": "index not empty", "stats": index.stats()})
+            _print_json({"skipped": "index not empty", "stats": index.stats().to_dict()})
         return EXIT_OK
     report = index.ingest(paths)
     if args.json:
@@ -97,12 +97,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     index = rag.open_index(settings.index_dir, settings, create=False)
     rows = index.articles(limit=args.limit, offset=args.offset)
     if args.json:
-        _print_json(rows)
+        _print_json([r.to_dict() for r in rows])
         return EXIT_OK
     for r in rows:
-        title = (r["title"] or "")[:70]
-        print(f"{r['id']:<48} {(r['published_at'] or '')[:10]:<10} {(r['source'] or '')[:18]:<18} "
-              f"{r['language'] or '':<3} {r['chunks']:>3}  {title}")
+        title = (r.title or "")[:70]
+        print(f"{r.id:<48} {(r.published_at or '')[:10]:<10} {(r.source or '')[:18]:<18} "
+              f"{r.language or '':<3} {r.chunks:>3}  {title}")
     if not rows:
         print("the index holds no articles")
     return EXIT_OK
@@ -123,7 +123,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
-    stats = index.stats()
+    stats = index.stats().to_dict()
     if args.json:
         _print_json(stats)
     else:
@@ -144,12 +144,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.generator:
         options["generator"] = args.generator
     if args.json:
-        result = rag.answer(args.question, index, k=args.k, **options)
-        assert isinstance(result, rag.Answer)
-        _print_json(result.to_dict())
+        _print_json(rag.answer(args.question, index, k=args.k, **options).to_dict())
         return EXIT_OK
     final: rag.Answer | None = None
-    for event in rag.answer(args.question, index, k=args.k, stream=True, **options):  # type: ignore[union-attr]
+    for event in rag.answer_stream(args.question, index, k=args.k, **options):
         if isinstance(event, rag.Answer):
             final = event
         else:
@@ -246,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
-    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid", help="retrieval mode")
+    p.add_argument("--mode", choices=RETRIEVAL_MODES, default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -265,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")
     p.add_argument("--k", type=int, default=5, help="passages shown to the generator (default 5)")
-    p.add_argument("--generator", choices=["auto", "openai", "local", "extractive"],
+    p.add_argument("--generator", choices=GENERATOR_NAMES,
                    help="default ($RAG_GENERATOR or auto): openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, "
                         "else the local model when it is installed, else extractive")
     p.add_argument("--model", help="LLM model name (default: $RAG_LLM_MODEL)")
-    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid", help="retrieval mode")
+    p.add_argument("--mode", choices=RETRIEVAL_MODES, default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_ask)
 

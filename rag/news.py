@@ -7,6 +7,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag.dates import normalize_date
+from rag.errors import InvalidFilterError
+
 #: The metadata fields an article export may carry (only ``text`` is required).
 ARTICLE_FIELDS = ("id", "title", "text", "url", "source", "author", "published_at", "language")
 
@@ -26,6 +29,51 @@ class Article:
     origin: str | None = None  # where it came from: a path, "path:line 7", "api"
     content_hash: str = ""  # text + metadata: unchanged articles are skipped
     text_hash: str = ""  # text only: exact duplicates under another id are refused
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ArticleSummary:
+    """One line of the list of indexed articles."""
+
+    id: str
+    title: str | None
+    source: str | None
+    published_at: str | None
+    language: str | None
+    url: str | None
+    origin: str | None
+    ingested_at: str
+    chars: int
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What an index folder holds (``rag stats``). Before the first ingest only ``index``,
+    ``embedding_model`` and the zero counts are known."""
+
+    index: str
+    embedding_model: str
+    articles: int = 0
+    chunks: int = 0
+    dim: int | None = None
+    vector_index: str | None = None  # "flat" | "hnsw"
+    generation: int | None = None
+    created: str | None = None
+    updated: str | None = None
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+    sources: dict[str, int] = field(default_factory=dict)  # articles per publisher
+    languages: dict[str, int] = field(default_factory=dict)
+    published_from: str | None = None
+    published_to: str | None = None
+    size_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,3 +238,45 @@ class Answer:
             "generator": self.generator, "unsupported": [u.to_dict() for u in self.unsupported],
             "refused": self.refused, "error": self.error, "notes": list(self.notes), "draft": self.draft,
         }
+
+
+FILTER_KEYS = ("source", "language", "article_ids", "since", "until")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search restrictions. ``since``/``until`` are inclusive ISO dates."""
+
+    source: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    article_ids: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+
+    @classmethod
+    def parse(cls, value: Filters | dict[str, Any] | None) -> Filters | None:
+        if value is None or isinstance(value, Filters):
+            return value
+        if not isinstance(value, dict):
+            raise InvalidFilterError(f"filters must be a dict, not {type(value).__name__}")
+        aliases = {"sources": "source", "languages": "language", "article_id": "article_ids",
+                   "ids": "article_ids", "published_after": "since", "published_before": "until",
+                   "from": "since", "to": "until"}
+        out: dict[str, Any] = {}
+        for key, val in value.items():
+            name = aliases.get(key, key)
+            if name not in FILTER_KEYS:
+                raise InvalidFilterError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYS)}")
+            if val is None or val == () or val == []:
+                continue
+            if name in ("since", "until"):
+                date = normalize_date(str(val))
+                if date is None:
+                    raise InvalidFilterError(f"filter {key}={val!r} is not a date (use YYYY-MM-DD)")
+                out[name] = date
+            else:
+                items = (val,) if isinstance(val, str) else tuple(val)
+                if not all(isinstance(v, str) and v for v in items):
+                    raise InvalidFilterError(f"filter {key} must be a string or a list of strings")
+                out[name] = items
+        return cls(**out) if out else None

@@ -9,9 +9,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from rag.errors import ConfigError
+
+#: How passages are found: both rankings fused, FAISS only, or BM25 only.
+RetrievalMode = Literal["hybrid", "dense", "sparse"]
+#: Who writes answers; "auto": openai when configured, else local when it can run, else extractive.
+GeneratorName = Literal["auto", "openai", "local", "extractive"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
+GENERATOR_NAMES: tuple[GeneratorName, ...] = get_args(GeneratorName)
 
 DEFAULT_EMBED_MODEL = "bundled:multilingual-e5-small+use-m3"
 DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "nb", "fi",
@@ -72,7 +79,7 @@ class Settings:
     llm_model: str = "gpt-4o-mini"
     #: RAG_GENERATOR: "auto" (openai when configured, else the local model when it
     #: can run here, else extractive), or a backend name.
-    generator: str = "auto"
+    generator: GeneratorName = "auto"
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
     llm_temperature: float = 0.1
@@ -108,6 +115,8 @@ class Settings:
     ui_concurrency: int = 4
 
     def __post_init__(self) -> None:
+        if self.generator not in GENERATOR_NAMES:
+            raise ConfigError(f"RAG_GENERATOR must be one of {', '.join(GENERATOR_NAMES)}, got {self.generator!r}")
         if self.chunk_tokens < 16:
             raise ConfigError(f"RAG_CHUNK_TOKENS must be at least 16, got {self.chunk_tokens}")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:

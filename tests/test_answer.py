@@ -39,7 +39,7 @@ def test_extractive_answers_the_seed_question_offline(sample_index: rag.NewsInde
     first = ans.citations[0]
     assert first.article_id == "facebook-banks-de"
     assert all(bank in first.quote for bank in BANKS)
-    article = sample_index.article(first.article_id)["text"]
+    article = sample_index.article(first.article_id).text
     assert article[first.start:first.end] == first.quote
     assert ans.unsupported == ()
 

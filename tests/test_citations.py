@@ -51,7 +51,7 @@ def test_each_cited_source_must_support_its_claim(sample_index_dir: Path) -> Non
     assert ans.text.endswith(f"Bancorp. [{seed.n}]") and ans.unsupported == ()
     assert any(note.startswith("removed [") and "does not say it" in note for note in ans.notes)
     assert seed.quote == BANK_SENTENCE  # the sentence that says it, with its span in the article
-    article = rag.open_index(sample_index_dir, make_settings(sample_index_dir)).article(seed.article_id)["text"]
+    article = rag.open_index(sample_index_dir, make_settings(sample_index_dir)).article(seed.article_id).text
     assert article[seed.start:seed.end] == seed.quote
 
 
@@ -137,8 +137,8 @@ def test_an_injected_article_supports_nothing(sample_copy: Path, attack: str, cl
 def test_instruction_detector_has_no_false_alarms_on_the_sample_corpus(sample_index: rag.NewsIndex) -> None:
     sentences = 0
     for row in sample_index.articles():
-        article = sample_index.article(row["id"])
-        for sentence in re.split(r"(?<=[.!?])\s+", article["text"]):
+        article = sample_index.article(row.id)
+        for sentence in re.split(r"(?<=[.!?])\s+", article.text):
             sentences += 1
             assert not is_instruction(sentence), sentence
     assert sentences > 1000

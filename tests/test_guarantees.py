@@ -53,12 +53,12 @@ def assert_consistent(index_dir: Path) -> int:
     idx = rag.open_index(index_dir, make_settings(index_dir), create=False)
     stats = idx.stats()
     snap = idx.snapshot()
-    assert snap.catalog.counts() == (stats["articles"], stats["chunks"]) and snap.index.ntotal == stats["chunks"]
-    if stats["chunks"]:
+    assert snap.catalog.counts() == (stats.articles, stats.chunks) and snap.index.ntotal == stats.chunks
+    if stats.chunks:
         assert idx.search("Regierung Wien", k=3)
     gens = sorted(p.name for p in index_dir.iterdir() if p.name.startswith("gen-"))
     assert len(gens) <= 3  # current, previous, and at most one unpublished leftover
-    return stats["articles"]
+    return stats.articles
 
 
 # ---- crash safety ----
@@ -119,7 +119,7 @@ def test_twenty_readers_and_a_writer(sample_copy: Path) -> None:
     settings = make_settings(sample_copy)
     shared = rag.open_index(sample_copy, settings)
     writer = rag.open_index(sample_copy, settings)
-    before = shared.stats()["articles"]
+    before = shared.stats().articles
     errors: list[BaseException] = []
     answers: list[rag.Answer] = []
     reports: list[rag.IngestReport] = []
@@ -152,7 +152,7 @@ def test_twenty_readers_and_a_writer(sample_copy: Path) -> None:
     (report,) = reports
     # Some of these rows are in the sample corpus already: reported as duplicates, not added twice.
     assert len(report.added) + len(report.duplicates) == 25 and len(report.added) >= 20
-    assert shared.stats()["articles"] == before + len(report.added)
+    assert shared.stats().articles == before + len(report.added)
 
 
 def test_second_writer_process_is_refused(sample_copy: Path) -> None:
@@ -206,7 +206,7 @@ def test_thousand_files_five_percent_broken(tmp_path: Path, embedder) -> None:
     assert failed["mixed.jsonl"].path.endswith("mixed.jsonl:line 3")
     assert failed["mixed.csv"].path.endswith("mixed.csv:line 3")
     assert len(report.added) == len(good) + 5 + 2  # every good file, jsonl line and csv row
-    assert idx.stats()["articles"] == len(good) + 7
+    assert idx.stats().articles == len(good) + 7
     assert sum("Windows-1252" in note for note in report.notes) == 10
 
 

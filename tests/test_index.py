@@ -43,14 +43,14 @@ def test_add_search_and_manifest(index: rag.NewsIndex) -> None:
                                                       "vectors.npy"]
     assert set(manifest["files"]) >= {"news.sqlite", "chunks.faiss", "bm25/bm25_ids.npy"}
     stats = index.stats()
-    assert stats["articles"] == 4 and stats["sources"]["Wire EN"] == 2 and stats["languages"]["de"] == 2
+    assert stats.articles == 4 and stats.sources["Wire EN"] == 2 and stats.languages["de"] == 2
 
 
 def test_offsets_slice_back_into_article_text(sample_index: rag.NewsIndex) -> None:
     hits = sample_index.search("Google Amazon Finanzdienste", k=10)
     for hit in hits:
         article = sample_index.article(hit.article_id)
-        assert article["text"][hit.start:hit.end] == hit.text
+        assert article.text[hit.start:hit.end] == hit.text
 
 
 def test_reingest_unchanged_updated_and_delete(index: rag.NewsIndex, tmp_path: Path) -> None:
@@ -69,12 +69,12 @@ def test_reingest_unchanged_updated_and_delete(index: rag.NewsIndex, tmp_path: P
                      encoding="utf-8")
     changed = index.ingest([folder])
     (story_id,) = changed.updated
-    assert index.stats()["articles"] == 2 and index.stats()["chunks"] == 2
+    assert index.stats().articles == 2 and index.stats().chunks == 2
     hits = index.search("Are the trains running again?", k=5)
     assert [h.text for h in hits if h.article_id == story_id] == [
         "Der Streik der Lokführer ist beendet, die Züge fahren wieder."]
     index.delete(story_id)
-    assert index.stats()["articles"] == 1
+    assert index.stats().articles == 1
     assert all(h.article_id != story_id for h in index.search("Streik Bahn", k=5))
     with pytest.raises(rag.ArticleNotFoundError, match=story_id):
         index.delete(story_id)
@@ -88,7 +88,7 @@ def test_exact_duplicates_are_reported_not_indexed(index: rag.NewsIndex, tmp_pat
     assert report.duplicates[0].existing_id == report.added[0]
     later = index.add_articles([{"id": "other-name", "text": "Identischer Artikeltext über die Wahl in Berlin."}])
     assert later.duplicates[0].existing_id == report.added[0] and not later.added
-    assert index.stats()["articles"] == 1
+    assert index.stats().articles == 1
 
 
 def test_bad_files_do_not_stop_the_rest(index: rag.NewsIndex, tmp_path: Path) -> None:
@@ -191,15 +191,15 @@ def test_failed_write_leaves_previous_generation(index: rag.NewsIndex, monkeypat
     assert (index.folder / "manifest.json").read_text() == before
     assert sorted(p.name for p in index.folder.iterdir() if p.name.startswith("gen-")) == ["gen-000001"]
     fresh = rag.open_index(index.folder, index.settings)
-    assert fresh.stats()["articles"] == 2
+    assert fresh.stats().articles == 2
 
 
 def test_reader_sees_new_generation_from_other_writer(sample_copy: Path) -> None:
     reader = rag.open_index(sample_copy, make_settings(sample_copy))
-    n = reader.stats()["articles"]
+    n = reader.stats().articles
     writer = rag.open_index(sample_copy, make_settings(sample_copy))
     writer.add_articles([{"id": "late", "text": "Späte Meldung: Der Hafen von Hamburg meldet Rekordumschlag."}])
-    assert reader.stats()["articles"] == n + 1
+    assert reader.stats().articles == n + 1
     assert reader.search("Hamburg port record", k=1)[0].article_id == "late"
 
 
@@ -225,3 +225,37 @@ def test_catalog_is_plain_sqlite_and_no_pickle(sample_index_dir: Path) -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     for path in sample_index_dir.rglob("*"):
         assert path.suffix not in {".pkl", ".pickle"}
+
+
+# ---- the ingest plan and report ----
+def test_plan_sorts_a_batch_against_the_index() -> None:
+    from rag.pipeline import plan
+
+    def art(id_: str, text: str, title: str = "") -> rag.Article:
+        from rag.ingest.articles import to_article
+        from rag.ingest.readers import Record
+
+        return to_article(Record({"id": id_, "text": text, "title": title}, id_, id_, False), ("en",))[0]
+
+    old, same, edited = art("old", "Old text."), art("same", "Same text."), art("edited", "New text.")
+    known = {"same": same.content_hash, "edited": art("edited", "Edited before.").content_hash}
+    owners = {art("x", "Held elsewhere.").text_hash: "holder"}
+    batch = [old, same, edited, art("copy", "Held elsewhere."), art("twin", "Old text."),
+             art("old", "Old text, second version.")]  # the same id twice: the last wins
+    done = plan(batch, known, owners)
+    # "twin" repeats the first "old" text, which the second "old" replaced: not a duplicate
+    assert [a.id for a in done.added] == ["old", "twin"] and done.added[0].text == "Old text, second version."
+    assert [a.id for a in done.updated] == ["edited"] and done.unchanged == ("same",)
+    assert [(d.article_id, d.existing_id) for d in done.duplicates] == [("copy", "holder")]
+    assert done.todo == done.added + done.updated
+
+
+def test_report_builder_keeps_a_repeated_note_once() -> None:
+    from rag.pipeline import ReportBuilder
+
+    builder = ReportBuilder()
+    for n in range(40_000):
+        builder.failed.append(rag.Failure(f"rows.csv:{n}", "no text"))
+        builder.note("rows.csv: decoded as Windows-1252")
+    report = builder.build()
+    assert len(report.failed) == 40_000 and report.notes == ("rows.csv: decoded as Windows-1252",)

@@ -50,7 +50,7 @@ def test_search_is_raw_answer_retrieval_is_diverse_and_merged(sample_index: rag.
     for h in diverse:
         per_article[h.article_id] = per_article.get(h.article_id, 0) + 1
     assert max(per_article.values()) <= 2
-    text = sample_index.article("facebook-banks-de")["text"]
+    text = sample_index.article("facebook-banks-de").text
     for h in diverse:
         if h.article_id == "facebook-banks-de":
             assert text[h.start:h.end] == h.text
@@ -157,7 +157,7 @@ def test_relevance_gate_is_fair_to_cross_lingual_questions(xquad_index) -> None:
     and refuse when only other articles are (as MultiHop-RAG's null questions)."""
     idx, questions = xquad_index
     sample = questions[::8]  # 20 questions from all over the dataset
-    ids = [a["id"] for a in idx.articles()]
+    ids = [a.id for a in idx.articles()]
     answered = refused = 0
     for question, gold in sample:
         topic = gold.rsplit("-", 1)[0]

@@ -197,7 +197,7 @@ def test_errors_become_short_messages(sample_index_dir: Path, monkeypatch: pytes
 
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail\nTraceback (most recent call last): ...")
-    monkeypatch.setattr(app.rag, "answer", boom)
+    monkeypatch.setattr(app.rag, "answer_stream", boom)
     chat, _, _, _ = run_ask(cb, QUESTION)[-1]
     assert "Something went wrong (RuntimeError)" in shown(chat[-1]["content"])
     assert "Traceback" not in repr(chat) and "internal detail" not in repr(chat)
@@ -222,7 +222,7 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     big = up / "big.txt"
     big.write_text("x" * 2_000_000)
     cb = callbacks(sample_copy, upload_max_mb=1)
-    before = cb.index.stats()["articles"]
+    before = cb.index.stats().articles
     outputs = list(cb.upload([str(good), str(bad), str(exe), str(big)]))
     statuses = [o[0] for o in outputs]
     assert any("Embedding" in s for s in statuses[:-1])  # progress was shown
@@ -233,7 +233,7 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     assert "tool.exe" in text and "not an accepted file type" in text
     assert "big.txt" in text and "too large" in text
     assert str(scratch) not in final and str(up) not in final  # no server paths shown
-    assert cb.index.stats()["articles"] == before + 1 and f"<b>{before + 1:,}</b> articles" in stats
+    assert cb.index.stats().articles == before + 1 and f"<b>{before + 1:,}</b> articles" in stats
     assert files is None  # the file box is emptied
     assert list(scratch.iterdir()) == []  # the working copy is gone
 

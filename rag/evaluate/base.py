@@ -161,7 +161,6 @@ class Adapter(ABC):
             options["generator"] = generator or self.options.generator
         start = time.perf_counter()
         result = rag.answer(question, index, k=self.options.answer_k, **options)
-        assert isinstance(result, rag.Answer)
         if self.options.answers_log is not None:
             record = {"dataset": self.name, "mode": spec.mode, "seconds": round(time.perf_counter() - start, 2),
                       "gold": gold, **result.to_dict()}

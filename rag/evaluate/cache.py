@@ -126,7 +126,7 @@ def _reuse(folder: Path, key: str, settings: Settings, memo: QueryMemo) -> tuple
         if meta.get("key") != key:
             return None
         index = MemoIndex(folder, settings.replace(index_dir=folder), memo)
-        if index.stats()["articles"] != meta["articles"]:
+        if index.stats().articles != meta["articles"]:
             raise EvalIndexError("article count differs from the marker")
         return index, meta
     except (OSError, ValueError, KeyError, rag.RagError) as exc:
@@ -149,8 +149,8 @@ def _build(folder: Path, key: str, articles: list[dict[str, Any]], settings: Set
                                  f"indexed ({reasons})")
         aliases = {d.article_id: d.existing_id for d in report.duplicates}
         stats = index.stats()
-        meta = {"key": key, "variant": variant_key(settings), "articles": stats["articles"],
-                "chunks": stats["chunks"], "aliases": aliases, "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta = {"key": key, "variant": variant_key(settings), "articles": stats.articles,
+                "chunks": stats.chunks, "aliases": aliases, "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (work / MARKER).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         index.close()
         shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete: it had no current marker

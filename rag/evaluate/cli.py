@@ -14,7 +14,7 @@ from pathlib import Path
 from rag.errors import RagError
 from rag.evaluate.base import EvalOptions
 from rag.evaluate.runner import ADAPTERS, run_eval
-from rag.retrieve import MODES
+from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES as MODES
 from rag.settings import Settings
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--limit", type=_positive, metavar="N", help="only N questions, evenly spread over the dataset")
     p.add_argument("--no-answers", action="store_true", help="skip generating answers (retrieval metrics only)")
     p.add_argument("--answer-k", type=_positive, default=5, metavar="K", help="passages per answer (default 5)")
-    p.add_argument("--generator", choices=["auto", "openai", "local", "extractive"],
+    p.add_argument("--generator", choices=GENERATOR_NAMES,
                    help="answer generator (default auto: openai when configured, else the local model when "
                         "installed, else extractive)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached evaluation index")

@@ -113,7 +113,7 @@ def read_file(path: Path, max_bytes: int) -> Iterator[Record | Failure]:
             if text is None:
                 yield Failure(str(path), note)
                 return
-            notes = (note,) if note else ()
+            notes = (f"{path}: {note}",) if note else ()  # every record of the file carries it
             if not text.strip():
                 yield Failure(str(path), "empty file (only whitespace)")
             elif suffix == ".json":
@@ -240,7 +240,7 @@ def _read_stream(path: Path, suffix: str, max_bytes: int) -> Iterator[Record | F
             if exc.start < len(head) - 4:  # not just a character cut at the buffer's end
                 encoding, note = "cp1252", "not UTF-8; decoded as Windows-1252"
         text_fh = io.TextIOWrapper(raw_fh, encoding=encoding, errors="strict", newline="")
-        notes = (note,) if note else ()
+        notes = (f"{path}: {note}",) if note else ()
         try:
             if suffix in {".jsonl", ".ndjson"}:
                 yield from _read_jsonl(path, text_fh, notes, max_bytes)

@@ -11,25 +11,25 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-import numpy as np
-
 from rag.embed import Embedder
 from rag.errors import InvalidQueryError
-from rag.news import Hit
+from rag.news import Filters, Hit
+from rag.retrieve.diversity import cap_per_article, merge_neighbours
+from rag.retrieve.fusion import fuse
+from rag.retrieve.rerank import rerank
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
-from rag.store.catalog import Filters
+from rag.settings import RETRIEVAL_MODES, RetrievalMode
 from rag.store.generation import Snapshot
 
 log = logging.getLogger(__name__)
 
-MODES = ("hybrid", "dense", "sparse")
-RRF_K = 60
+MODES = RETRIEVAL_MODES
 
 
 @dataclass(frozen=True)
 class RetrievalOptions:
     k: int = 5
-    mode: str = "hybrid"
+    mode: RetrievalMode = "hybrid"
     filters: Filters | None = None
     #: Weight of the BM25 ranking in the fusion (dense has 1). Passages in
     #: other languages than the question's use their dense rank instead (see fuse()).
@@ -109,64 +109,6 @@ def _attach_similarity(snapshot: Snapshot, fused: list[tuple[int, float]], sims:
             for h, (r, _) in zip(snapshot.catalog.hits(fused), fused)]
 
 
-def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], languages: dict[int, str],
-         query_language: str | None, sparse_weight: float) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion, fair across languages.
-
-    Plain RRF adds 1/(60 + rank) from each ranking. BM25 cannot match a
-    question against text in another language, so for such passages the
-    dense rank stands in for the missing BM25 rank; otherwise every passage
-    in the question's language would outrank better ones in other languages.
-    On a one-language corpus this is exactly RRF."""
-    dense_rank = {r: i for i, (r, _) in enumerate(dense)}
-    sparse_rank = {r: i for i, (r, _) in enumerate(sparse)}
-    scores: dict[int, float] = {}
-    for rowid in dense_rank.keys() | sparse_rank.keys():
-        score = 1.0 / (RRF_K + dense_rank[rowid] + 1) if rowid in dense_rank else 0.0
-        same = query_language is None or languages.get(rowid) == query_language
-        if same and rowid in sparse_rank:
-            score += sparse_weight / (RRF_K + sparse_rank[rowid] + 1)
-        elif not same and rowid in dense_rank:
-            score += sparse_weight / (RRF_K + dense_rank[rowid] + 1)
-        scores[rowid] = score
-    return sorted(scores.items(), key=lambda x: (-x[1], x[0]))
-
-
-def cap_per_article(hits: list[Hit], k: int, cap: int | None) -> list[Hit]:
-    out: list[Hit] = []
-    per: dict[str, int] = {}
-    for hit in hits:
-        if cap is not None and per.get(hit.article_id, 0) >= cap:
-            continue
-        per[hit.article_id] = per.get(hit.article_id, 0) + 1
-        out.append(hit)
-        if len(out) == k:
-            break
-    return out
-
-
-def merge_neighbours(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
-    """Hits of one article whose spans touch or overlap become one passage,
-    placed where the better of them ranked."""
-    out: list[Hit] = []
-    for hit in hits:
-        for i, kept in enumerate(out):
-            if kept.article_id == hit.article_id and hit.start <= kept.end + 2 and kept.start <= hit.end + 2:
-                start, end = min(kept.start, hit.start), max(kept.end, hit.end)
-                (text,) = snapshot.catalog.spans([(hit.article_id, start, end)])
-                ids = sorted({*kept.chunk_id.split("+"), hit.chunk_id}, key=_ordinal)
-                out[i] = dataclasses.replace(kept, start=start, end=end, text=text, chunk_id="+".join(ids),
-                                             similarity=max(kept.similarity or 0, hit.similarity or 0))
-                break
-        else:
-            out.append(hit)
-    return out
-
-
-def _ordinal(chunk_id: str) -> int:
-    return int(chunk_id.rsplit("#", 1)[-1])
-
-
 def _newest(snapshot: Snapshot) -> date | None:
     _, last = snapshot.catalog.date_range()
     try:
@@ -175,17 +117,5 @@ def _newest(snapshot: Snapshot) -> date | None:
         return None
 
 
-_rerankers: dict[str, object] = {}
-
-
-def rerank(model: str, question: str, hits: list[Hit]) -> list[Hit]:
-    """Reorder by a cross-encoder's relevance score (kept in ``score``)."""
-    if not hits:
-        return hits
-    from sentence_transformers import CrossEncoder
-
-    if model not in _rerankers:
-        _rerankers[model] = CrossEncoder(model, device="cpu")
-    scores = np.asarray(_rerankers[model].predict([(question, h.text) for h in hits]), dtype=np.float32)  # type: ignore[attr-defined]
-    order = np.argsort(-scores, kind="stable")
-    return [dataclasses.replace(hits[i], score=float(scores[i])) for i in order]
+__all__ = ["MODES", "Retrieval", "RetrievalOptions", "cap_per_article", "fuse", "merge_neighbours", "rerank",
+           "retrieve"]

@@ -9,12 +9,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.errors import IndexCorruptError, InvalidFilterError
-from rag.news import Article, Chunk, Hit, chunk_id
+from rag.errors import IndexCorruptError
+from rag.news import Article, ArticleSummary, Chunk, Filters, Hit, chunk_id
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -44,50 +43,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-FILTER_KEYS = ("source", "language", "article_ids", "since", "until")
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Search restrictions. ``since``/``until`` are inclusive ISO dates."""
-
-    source: tuple[str, ...] = ()
-    language: tuple[str, ...] = ()
-    article_ids: tuple[str, ...] = ()
-    since: str | None = None
-    until: str | None = None
-
-    @classmethod
-    def parse(cls, value: Filters | dict[str, Any] | None) -> Filters | None:
-        if value is None or isinstance(value, Filters):
-            return value
-        if not isinstance(value, dict):
-            raise InvalidFilterError(f"filters must be a dict, not {type(value).__name__}")
-        aliases = {"sources": "source", "languages": "language", "article_id": "article_ids",
-                   "ids": "article_ids", "published_after": "since", "published_before": "until",
-                   "from": "since", "to": "until"}
-        out: dict[str, Any] = {}
-        for key, val in value.items():
-            name = aliases.get(key, key)
-            if name not in FILTER_KEYS:
-                raise InvalidFilterError(f"unknown filter {key!r}; known: {', '.join(FILTER_KEYS)}")
-            if val is None or val == () or val == []:
-                continue
-            if name in ("since", "until"):
-                from rag.ingest.articles import normalize_date
-
-                date = normalize_date(str(val))
-                if date is None:
-                    raise InvalidFilterError(f"filter {key}={val!r} is not a date (use YYYY-MM-DD)")
-                out[name] = date
-            else:
-                items = (val,) if isinstance(val, str) else tuple(val)
-                if not all(isinstance(v, str) and v for v in items):
-                    raise InvalidFilterError(f"filter {key} must be a string or a list of strings")
-                out[name] = items
-        return cls(**out) if out else None
-
 
 class Catalog:
     """One SQLite file. Writable while a generation is built, read-only after."""
@@ -181,16 +136,17 @@ class Catalog:
             f"n.article_id = c.article_id AND n.ordinal = c.ordinal + 1) FROM chunks c "
             f"WHERE c.rowid IN {_EACH}", _json(rowids))}
 
-    def articles(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleSummary]:
         sql = ("SELECT a.id, a.title, a.source, a.published_at, a.language, a.url, a.origin, "
                "a.ingested_at, length(a.text) AS chars, "
                "(SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunks "
                "FROM articles a ORDER BY coalesce(a.published_at, '') DESC, a.id LIMIT ? OFFSET ?")
-        return [dict(r) for r in self._query(sql, (-1 if limit is None else limit, offset))]
+        return [ArticleSummary(**dict(r)) for r in self._query(sql, (-1 if limit is None else limit, offset))]
 
-    def article(self, article_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM articles WHERE id = ?", (article_id,))
-        return dict(rows[0]) if rows else None
+    def article(self, article_id: str) -> Article | None:
+        rows = self._query("SELECT id, text, title, url, source, author, published_at, language, origin, "
+                           "content_hash, text_hash FROM articles WHERE id = ?", (article_id,))
+        return Article(**dict(rows[0])) if rows else None
 
     def sources(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._query(

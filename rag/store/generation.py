@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexCorruptError
-from rag.news import Article, Chunk
+from rag.news import Article, Chunk, Filters
 from rag.store import vectors as vec
-from rag.store.catalog import Catalog, Filters
+from rag.store.catalog import Catalog
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
 from rag.store.sparse import SPARSE_DIR, SparseIndex
 
@@ -101,8 +101,9 @@ class Snapshot:
 
 
 class GenerationWriter:
-    """Builds the next generation from ``base`` (None for a new index).
-    The caller holds the folder's WriteLock."""
+    """Builds the next generation from ``base`` (None for a new index). The caller holds the
+    folder's WriteLock. Use it as a context manager: leaving the block without ``publish()``
+    (an error, an interrupt) removes the unpublished generation, so readers never see it."""
 
     def __init__(self, folder: Path, base: Snapshot | None, embed_model: str, dim: int,
                  chunk_tokens: int, chunk_overlap: int, exact_limit: int) -> None:
@@ -126,6 +127,14 @@ class GenerationWriter:
         self._dropped: set[int] = set()
         self._new_vectors: list[np.ndarray] = []
         self._new_ids: list[int] = []
+        self._published = False
+
+    def __enter__(self) -> GenerationWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._published:
+            self.abort()
 
     def remove(self, article_ids: Sequence[str]) -> None:
         self._dropped.update(self.catalog.chunk_rowids(article_ids))
@@ -164,6 +173,7 @@ class GenerationWriter:
             created=self.base.manifest.created if self.base else now, updated=now,
             chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, file_sizes=sizes)
         write_manifest(self.folder, manifest)
+        self._published = True
         log.info("published generation %d: %d articles, %d chunks (%s)", self.generation,
                  n_articles, n_chunks, kind)
         self._collect_garbage()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import faiss
 import numpy as np
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 VECTORS_FILE = "vectors.npy"
 IDS_FILE = "vector_ids.npy"
 FAISS_FILE = "chunks.faiss"
+#: Exact inner product up to RAG_EXACT_SEARCH_LIMIT chunks, HNSW above.
+VectorIndexKind = Literal["flat", "hnsw"]
 HNSW_M = 32
 #: Candidates HNSW explores per search (at least 2k). 64 kept only ~0.76 of the exact
 #: top 10 at 100k synthetic vectors (benchmarks/scale.py); this costs ~1 ms more.
@@ -69,11 +72,11 @@ def save_vectors(folder: Path, vset: VectorSet) -> None:
     np.save(folder / IDS_FILE, np.ascontiguousarray(vset.ids, dtype=np.int64), allow_pickle=False)
 
 
-def choose_kind(n: int, exact_limit: int) -> str:
+def choose_kind(n: int, exact_limit: int) -> VectorIndexKind:
     return "flat" if n <= exact_limit else "hnsw"
 
 
-def build_index(vset: VectorSet, kind: str) -> faiss.Index:
+def build_index(vset: VectorSet, kind: VectorIndexKind) -> faiss.Index:
     dim = vset.vectors.shape[1]
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
