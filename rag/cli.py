@@ -120,6 +120,18 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    done = index.upgrade()
+    if args.json:
+        _print_json({"upgraded": done, "stats": index.stats().to_dict()})
+    else:
+        print(f"{settings.index_dir}: " + ("rewritten in the current index format" if done
+                                           else "already in the current index format; nothing to do"))
+    return EXIT_OK
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
@@ -259,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", parents=[common], help="counts, model and dates of the index")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("upgrade", parents=[common], help="rewrite an index made by an older version in today's format")
+    p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")

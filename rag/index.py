@@ -23,7 +23,7 @@ from rag.settings import Settings
 from rag.pipeline import Ingest, ProgressCallback, ReportBuilder, progress_bar
 from rag.store.generation import GenerationWriter, Snapshot
 from rag.store.lock import WriteLock
-from rag.store.manifest import MANIFEST, Manifest, read_manifest
+from rag.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class NewsIndex:
             vector_index=m.vector_index, generation=m.generation, created=m.created, updated=m.updated,
             chunk_tokens=m.chunk_tokens, chunk_overlap=m.chunk_overlap, sources=dict(snap.catalog.sources()),
             languages=dict(snap.catalog.languages()), published_from=first, published_to=last,
-            size_bytes=sum(m.file_sizes.values()))
+            size_bytes=sum(m.file_sizes.values()), format_version=m.format_version, rag_version=m.rag_version)
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleSummary]:
         """The indexed articles, newest first (``limit``/``offset`` page through them)."""
@@ -203,6 +203,22 @@ class NewsIndex:
                                   s.chunk_overlap, s.exact_search_limit) as writer:
                 writer.remove([article_id])
                 writer.publish()
+
+    def upgrade(self) -> bool:
+        """Rewrite an index written in an older format (the manifest's ``format_version``) as
+        the current one, with the same articles, chunks and vectors. False: nothing to do."""
+        with WriteLock(self.folder, self.settings.lock_timeout):
+            base = self._fresh_snapshot()
+            if base is None or (base.manifest.format_version == FORMAT_VERSION and base.sparse_is_current):
+                return False
+            log.info("upgrading %s from format %d to %d", self.folder, base.manifest.format_version, FORMAT_VERSION)
+            s = self.settings
+            with GenerationWriter(self.folder, base, base.manifest.embed_model, base.manifest.dim,
+                                  base.manifest.chunk_tokens, base.manifest.chunk_overlap,
+                                  s.exact_search_limit) as writer:
+                writer.publish()
+        self._fresh_snapshot()
+        return True
 
     def _fresh_snapshot(self) -> Snapshot | None:
         self._manifest_stamp = None  # force a re-read: another writer may have published

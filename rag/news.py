@@ -74,6 +74,8 @@ class IndexStats:
     published_from: str | None = None
     published_to: str | None = None
     size_bytes: int = 0
+    format_version: int | None = None  # of the index folder; older ones: `rag upgrade`
+    rag_version: str | None = None  # of the rag that wrote it
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

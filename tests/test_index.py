@@ -259,3 +259,32 @@ def test_report_builder_keeps_a_repeated_note_once() -> None:
         builder.note("rows.csv: decoded as Windows-1252")
     report = builder.build()
     assert len(report.failed) == 40_000 and report.notes == ("rows.csv: decoded as Windows-1252",)
+
+
+# ---- index format versions ----
+FORMAT_1 = Path(__file__).parent / "data" / "index-format-1"
+
+
+def test_index_of_the_previous_format_opens_and_upgrades(tmp_path: Path, embedder, caplog) -> None:
+    import shutil
+
+    from rag.store.manifest import FORMAT_VERSION
+
+    folder = tmp_path / "old"
+    shutil.copytree(FORMAT_1, folder)
+    settings = make_settings(folder)
+    old = rag.open_index(folder, settings, create=False)
+    assert json.loads((folder / "manifest.json").read_text())["format_version"] == 1 < FORMAT_VERSION
+    with caplog.at_level("WARNING"):
+        # its BM25 dropped "war" (a German stop word) from every text; re-tokenised in memory it is found
+        assert [h.article_id for h in old.search("Who won the war?", k=1, mode="sparse")] == ["war-en"]
+    assert "older version" in caplog.text
+    before = old.stats()
+    assert old.upgrade() is True
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["rag_version"] and manifest["build"]["faiss"]
+    assert (folder / manifest["data_dir"] / "bm25" / "tokenizer.json").exists()
+    after = rag.open_index(folder, settings, create=False)
+    assert (after.stats().articles, after.stats().chunks) == (before.articles, before.chunks) == (2, 2)
+    assert [h.article_id for h in after.search("Which banks did Facebook ask?", k=1)] == ["banken-de"]
+    assert after.upgrade() is False  # already current

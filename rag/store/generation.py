@@ -6,8 +6,10 @@ index; a crashed writer leaves only an unpublished folder, removed next time.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
+import platform
 import shutil
 import sqlite3
 import threading
@@ -21,7 +23,7 @@ from rag.news import Article, Chunk, Filters
 from rag.store import vectors as vec
 from rag.store.catalog import Catalog
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
-from rag.store.sparse import SPARSE_DIR, SparseIndex
+from rag.store.sparse import SPARSE_DIR, TOKENIZER_VERSION, SparseIndex
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,11 @@ class Snapshot:
         self.catalog.close()
 
     @property
+    def sparse_is_current(self) -> bool:
+        """Whether the BM25 files were tokenised as today (else they are rebuilt in memory)."""
+        return SparseIndex.is_current(self.data)
+
+    @property
     def sparse(self) -> SparseIndex:
         with self._sparse_lock:
             if self._sparse is None:
@@ -76,7 +83,8 @@ class Snapshot:
                     # Written by an older rag with another tokenizer: its postings would not match
                     # today's query tokens. Rebuild in memory; the next ingest writes it to disk.
                     log.warning("%s: the BM25 index was written by an older version; re-tokenising %d chunks "
-                                "in memory (any 'rag ingest' stores the new one)", self.folder, self.manifest.chunks)
+                                "in memory ('rag upgrade' or any 'rag ingest' stores the new one)", self.folder,
+                                self.manifest.chunks)
                     self._sparse = SparseIndex.build(self.catalog.chunk_texts())
             return self._sparse
 
@@ -98,6 +106,21 @@ class Snapshot:
         rows = np.flatnonzero(np.isin(self.vectors.ids, np.asarray(rowids, dtype=np.int64)))
         scores = np.asarray(self.vectors.vectors[rows] @ query.astype(np.float32))
         return {int(self.vectors.ids[r]): float(s) for r, s in zip(rows, scores)}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_info() -> dict[str, str]:
+    """What a generation was written with, for the manifest (a person debugging an index
+    copied from another machine wants to know)."""
+    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
+            "faiss": _version("faiss-cpu"), "bm25s": _version("bm25s"),
+            "bm25_tokenizer": str(TOKENIZER_VERSION)}
 
 
 class GenerationWriter:
@@ -171,7 +194,8 @@ class GenerationWriter:
             embed_model=embed_model, dim=dim, generation=self.generation,
             data_dir=self.data.name, articles=n_articles, chunks=n_chunks, vector_index=kind,
             created=self.base.manifest.created if self.base else now, updated=now,
-            chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, file_sizes=sizes)
+            chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, file_sizes=sizes,
+            rag_version=_version("rag-news"), build=build_info())
         write_manifest(self.folder, manifest)
         self._published = True
         log.info("published generation %d: %d articles, %d chunks (%s)", self.generation,

@@ -16,7 +16,10 @@ from typing import Any
 from rag.errors import IndexCorruptError
 
 FORMAT = "rag-news-index"
-FORMAT_VERSION = 1
+#: 2: BM25 stop words per language (bm25/tokenizer.json), "rag_version" and "build" recorded.
+#: Version 1 indexes open read-only as before (their BM25 is re-tokenised in memory) and are
+#: rewritten as version 2 by the next ingest or by ``rag upgrade``.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 _GEN_DIR = re.compile(r"^gen-\d{6,}$")
 
@@ -35,10 +38,16 @@ class Manifest:
     chunk_tokens: int
     chunk_overlap: int
     file_sizes: dict[str, int] = field(default_factory=dict)
+    #: The format the folder was written in (older ones are read, and upgraded when written).
+    format_version: int = FORMAT_VERSION
+    #: The rag that wrote it, and what it was built with (Python, FAISS, bm25s, tokenizer).
+    rag_version: str | None = None
+    build: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "format": FORMAT, "format_version": self.format_version,
+            "rag_version": self.rag_version, "build": self.build,
             "embedding": {"model": self.embed_model, "dim": self.dim},
             "generation": self.generation, "data_dir": self.data_dir,
             "counts": {"articles": self.articles, "chunks": self.chunks},
@@ -56,7 +65,7 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise bad(f"not a {FORMAT} manifest")
         version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
             raise bad(f"format version {version!r} is newer than this program understands "
                       f"({FORMAT_VERSION}); upgrade rag")
         try:
@@ -73,6 +82,9 @@ class Manifest:
                 chunk_tokens=_typed(data["chunking"]["target_tokens"], int),
                 chunk_overlap=_typed(data["chunking"]["overlap_tokens"], int),
                 file_sizes={str(k): _typed(v, int) for k, v in _typed(data.get("files", {}), dict).items()},
+                format_version=version,
+                rag_version=data.get("rag_version") if isinstance(data.get("rag_version"), str) else None,
+                build={str(k): str(v) for k, v in _typed(data.get("build", {}), dict).items()},
             )
         except (KeyError, TypeError) as exc:
             raise bad(f"missing or mistyped field ({exc})") from None
