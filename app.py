@@ -37,6 +37,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 import gradio as gr  # noqa: E402
 
 import rag  # noqa: E402
+from rag.settings import env, load_from_env, public  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,34 @@ def safe_name(name: str) -> str:
     return f"{stem}.{suffix}" if suffix else stem
 
 
+@dataclasses.dataclass(frozen=True)
+class UISettings:
+    """The chat UI's own settings (the library's are ``rag.Settings``); each field's
+    environment variable is declared with it."""
+
+    #: Where the UI listens (loopback unless told otherwise).
+    host: str = env("RAG_UI_HOST", "127.0.0.1")
+    port: int = env("RAG_UI_PORT", 7860, int)
+    #: Both set: the UI asks for them.
+    user: str | None = env("RAG_UI_USER", None)
+    password: str | None = env("RAG_UI_PASSWORD", None, secret=True)
+    #: Largest file the upload accepts.
+    upload_max_mb: float = env("RAG_UPLOAD_MAX_MB", 20.0, float)
+    #: Questions answered at the same time.
+    concurrency: int = env("RAG_UI_CONCURRENCY", 4, int)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, dotenv: str | None = ".env",
+                 **overrides: Any) -> UISettings:
+        return load_from_env(cls, environ, dotenv, overrides)
+
+
 class Scrubber:
     """Last line of defence for anything shown: the API key, the UI password
     and credentials inside URLs never leave the server."""
 
-    def __init__(self, settings: rag.Settings) -> None:
-        self._secrets = [s for s in (settings.openai_api_key, settings.ui_password) if s and len(s) >= 4]
+    def __init__(self, settings: rag.Settings, ui: UISettings) -> None:
+        self._secrets = [s for s in (settings.openai_api_key, ui.password) if s and len(s) >= 4]
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -328,10 +351,12 @@ def new_session() -> dict[str, Any]:
 class Callbacks:
     """The UI's event handlers, as plain methods over one index."""
 
-    def __init__(self, settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = False) -> None:
+    def __init__(self, settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = False,
+                 ui: UISettings | None = None) -> None:
         self.settings = settings
+        self.ui = ui or UISettings()
         self.index = index
-        self.scrub = Scrubber(settings)
+        self.scrub = Scrubber(settings, self.ui)
         if warm_up:
             self.warm_up()
 
@@ -520,7 +545,7 @@ class Callbacks:
     def _stage(self, paths: list[Path], folder: Path) -> tuple[list[tuple[str, str]], dict[Path, str]]:
         """Copy acceptable uploads into ``folder`` under sanitised names.
         Returns (rejected (name, reason), {copied path: name shown})."""
-        limit = self.settings.upload_max_mb * 1_000_000
+        limit = self.ui.upload_max_mb * 1_000_000
         rejected: list[tuple[str, str]] = []
         names: dict[Path, str] = {}
         used: set[str] = set()
@@ -542,7 +567,7 @@ class Callbacks:
                 rejected.append((shown, "the uploaded file could not be read"))
                 continue
             if size > limit:
-                rejected.append((shown, f"too large: {size / 1e6:.1f} MB > limit {self.settings.upload_max_mb:g} MB"))
+                rejected.append((shown, f"too large: {size / 1e6:.1f} MB > limit {self.ui.upload_max_mb:g} MB"))
                 continue
             name, i = shown, 1
             while name.lower() in used:
@@ -608,11 +633,11 @@ class Callbacks:
 
     def config_html(self) -> str:
         """What is configured, from Settings.public() (never the key itself)."""
-        public = self.settings.public()
-        rows = [("Index folder", public.get("index_dir")), ("Embedding model", public.get("embed_model")),
-                ("Generator", public.get("generator")), ("LLM server", public.get("openai_base_url") or "not set"),
-                ("API key", public.get("openai_api_key")), ("Upload limit", f"{public.get('upload_max_mb')} MB"),
-                ("Concurrent questions", public.get("ui_concurrency"))]
+        shown, ui = self.settings.public(), public(self.ui)
+        rows = [("Index folder", shown.get("index_dir")), ("Embedding model", shown.get("embed_model")),
+                ("Generator", shown.get("generator")), ("LLM server", shown.get("openai_base_url") or "not set"),
+                ("API key", shown.get("openai_api_key")), ("Upload limit", f"{ui.get('upload_max_mb')} MB"),
+                ("Concurrent questions", ui.get("concurrency"))]
         body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
         return self.scrub(f'<div class="rag-muted">Configuration (set in the environment or .env)</div>'
                           f'<table class="rag-config">{body}</table>')
@@ -726,10 +751,12 @@ document.addEventListener("click", function (ev) {
 </script>"""
 
 
-def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True) -> gr.Blocks:
+def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True,
+              ui: UISettings | None = None) -> gr.Blocks:
     """The Gradio app over ``index``. Launch it with ``serve()``. ``warm_up``: start loading
     the models now, in the background (tests of the layout pass False)."""
-    cb = Callbacks(settings, index, warm_up=warm_up)
+    ui = ui or UISettings()
+    cb = Callbacks(settings, index, warm_up=warm_up, ui=ui)
     generators = [("Automatic (LLM server if configured, else the local model, else quotes)", "auto"),
                   ("Local model (bundled, offline)", "local"),
                   ("LLM (OpenAI-compatible server)", "openai"),
@@ -776,7 +803,7 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
                     gr.HTML(cb.config_html())
             with gr.Column():
                 with gr.Accordion("Add articles", open=False, elem_id="upload-box"):
-                    gr.Markdown(f"Files: {', '.join(UPLOAD_TYPES)} — at most {settings.upload_max_mb:g} MB each. "
+                    gr.Markdown(f"Files: {', '.join(UPLOAD_TYPES)} — at most {ui.upload_max_mb:g} MB each. "
                                 "A .txt/.md/.html file is one article; .json/.jsonl/.csv hold many "
                                 "(fields: text, title, url, source, published_at, …).")
                     files = gr.File(file_count="multiple", label="Article files", elem_id="upload")
@@ -786,7 +813,7 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
         ask_inputs = [question, state, k, mode, source_filter, since, until, generator, model]
         ask_outputs = [chatbot, sources, state, question]
         for trigger in (question.submit, ask.click):
-            trigger(cb.ask, ask_inputs, ask_outputs, concurrency_limit=settings.ui_concurrency,
+            trigger(cb.ask, ask_inputs, ask_outputs, concurrency_limit=ui.concurrency,
                     concurrency_id="answer", show_progress="hidden", api_visibility="private")
         clear.click(cb.clear, None, ask_outputs, queue=False, api_visibility="private")
         chatbot.clear(cb.clear, None, ask_outputs, queue=False, api_visibility="private")
@@ -797,22 +824,22 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
         demo.load(cb.poll_generator, None, [generator_line, generator_timer], api_visibility="private")
         generator_timer.tick(cb.poll_generator, None, [generator_line, generator_timer], api_visibility="private",
                              show_progress="hidden")
-    demo.queue(default_concurrency_limit=settings.ui_concurrency)
+    demo.queue(default_concurrency_limit=ui.concurrency)
     return demo
 
 
-def serve(demo: gr.Blocks, settings: rag.Settings, *, port: int | None = None, block: bool = True,
+def serve(demo: gr.Blocks, ui: UISettings, *, port: int | None = None, block: bool = True,
           quiet: bool = False) -> Any:
-    """Launch ``demo`` on settings.ui_host:ui_port (loopback by default)."""
+    """Launch ``demo`` on ui.host:ui.port (loopback by default)."""
     auth = None
-    if settings.ui_user and settings.ui_password:
-        auth = (settings.ui_user, settings.ui_password)
-    elif settings.ui_user or settings.ui_password:
+    if ui.user and ui.password:
+        auth = (ui.user, ui.password)
+    elif ui.user or ui.password:
         log.warning("set both RAG_UI_USER and RAG_UI_PASSWORD to require a login; the UI is open")
-    if auth is None and settings.ui_host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("the UI listens on %s without a login; set RAG_UI_USER and RAG_UI_PASSWORD", settings.ui_host)
-    return demo.launch(server_name=settings.ui_host, server_port=port or settings.ui_port, auth=auth,
-                       max_file_size=int(settings.upload_max_mb * 1_000_000), share=False, show_error=False,
+    if auth is None and ui.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the UI listens on %s without a login; set RAG_UI_USER and RAG_UI_PASSWORD", ui.host)
+    return demo.launch(server_name=ui.host, server_port=port or ui.port, auth=auth,
+                       max_file_size=int(ui.upload_max_mb * 1_000_000), share=False, show_error=False,
                        prevent_thread_lock=not block, quiet=quiet, ssr_mode=False, css=CSS, head=HEAD,
                        footer_links=["settings"])
 
@@ -822,15 +849,16 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = rag.Settings.from_env()
+        ui = UISettings.from_env()
         index = rag.open_index(settings.index_dir, settings)
     except rag.RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    demo = build_app(settings, index)  # starts loading the models in the background
+    demo = build_app(settings, index, ui=ui)  # starts loading the models in the background
     status = rag.generator_status(settings)
-    print(f"News Q&A on http://{settings.ui_host}:{settings.ui_port} (index {settings.index_dir})\n"
+    print(f"News Q&A on http://{ui.host}:{ui.port} (index {settings.index_dir})\n"
           f"answers: {status.backend} ({status.state}: {status.detail})", flush=True)
-    serve(demo, settings)
+    serve(demo, ui)
     return 0
 
 

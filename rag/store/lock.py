@@ -1,11 +1,11 @@
-"""One writer at a time per index folder: an advisory ``flock`` that the
-kernel releases when the holder dies, so a killed ingest never leaves a stale
-lock behind."""
+"""One writer at a time per index folder: an advisory lock (``flock`` on POSIX, ``msvcrt``
+on Windows) that the operating system releases when the holder dies, so a killed ingest
+never leaves a stale lock behind."""
 
 from __future__ import annotations
 
-import fcntl
 import os
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -14,8 +14,47 @@ from rag.errors import IndexLockedError
 
 LOCK_FILE = ".write.lock"
 
+if sys.platform == "win32":  # no fcntl there; imported here so `import rag` works on Windows
+    import msvcrt
+
+    def _try_lock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            raise BlockingIOError from None
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+    def _read_holder(fd: int) -> str:
+        return "unknown"  # the locked byte cannot be read on Windows
+
+    def _write_holder(fd: int) -> None:
+        pass
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _read_holder(fd: int) -> str:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+
+    def _write_holder(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+
 
 class WriteLock:
+    """Held while a generation is written; ``IndexLockedError`` (naming the holder's PID)
+    when another process holds it for longer than ``timeout`` seconds."""
+
     def __init__(self, folder: Path, timeout: float = 0.0) -> None:
         self.path = folder / LOCK_FILE
         self.timeout = timeout
@@ -26,25 +65,23 @@ class WriteLock:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _try_lock(fd)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    holder = _read_holder(fd)
                     os.close(fd)
                     raise IndexLockedError(
                         f"index {self.path.parent} is locked by PID {holder} (another ingest or delete "
                         f"is running); try again when it has finished") from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _write_holder(fd)
         self._fd = fd
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
