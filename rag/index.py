@@ -37,6 +37,10 @@ def open_index(path: str | os.PathLike[str] | None = None, settings: Settings | 
 
 
 class NewsIndex:
+    """An index folder: articles in (``ingest``, ``add_articles``, ``delete``), passages out
+    (``search``, ``retrieve``), and what it holds (``stats``, ``articles``, ``article``).
+    Readers see whole generations; one process writes at a time. Open it with ``open_index``."""
+
     def __init__(self, folder: Path, settings: Settings, *, create: bool = True) -> None:
         self.folder = folder
         self.settings = settings
@@ -56,6 +60,7 @@ class NewsIndex:
     # ---- reading ----
     @property
     def embedder(self) -> Embedder:
+        """The configured embedding model (loaded once per process), checked against the index."""
         embedder = load_embedder(self.settings)
         manifest = self._current_manifest()
         if manifest is not None and manifest.dim != embedder.dim:
@@ -228,6 +233,7 @@ class NewsIndex:
         return Ingest(self.folder, self.settings, self._fresh_snapshot, lambda: self.embedder, progress)
 
     def close(self) -> None:
+        """Close the current generation's files (the index can be opened again)."""
         with self._lock:
             if self._snapshot is not None:
                 self._snapshot.close()
