@@ -355,10 +355,10 @@ def _supports(claims: list[str], evidence: Evidence) -> list[dict[int, _Support]
     index = {(u.n, u.position): j for j, u in enumerate(units) if u.position >= 0}
     following = [index.get((u.n, u.position + 1)) if u.position >= 0 else None for u in units]
     sources = [u.n for u in units]
+    abouts = {n: about(hit) for n, hit in enumerate(evidence.passages, 1)}
     matrix = match_matrix(cores, [u.text for u in units], claim_vectors @ unit_vectors.T,
-                          following, sources, evidence.embedder.embed_documents,
-                          {n: about(hit) for n, hit in enumerate(evidence.passages, 1)}, named=claims)
-    numbers = {n: _numbers(hit.text + " " + about(hit)) for n, hit in enumerate(evidence.passages, 1)}
+                          following, sources, evidence.embedder.embed_documents, abouts, named=claims)
+    numbers = {n: _numbers(hit.text + " " + abouts[n]) for n, hit in enumerate(evidence.passages, 1)}
     out = []
     for claim, matches in zip(claims, matrix):
         claim_numbers = _numbers(claim)

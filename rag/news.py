@@ -165,10 +165,6 @@ class IngestReport:
             "chunks_added": self.chunks_added,
         }
 
-    def merge(self, other: IngestReport) -> IngestReport:
-        return IngestReport(*(getattr(self, f.name) + getattr(other, f.name)
-                              for f in dataclasses.fields(self)))
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts(),

@@ -77,7 +77,7 @@ class Snapshot:
     def sparse(self) -> SparseIndex:
         with self._sparse_lock:
             if self._sparse is None:
-                if SparseIndex.is_current(self.data):
+                if self.sparse_is_current:
                     self._sparse = SparseIndex.load(self.data)
                 else:
                     # Written by an older rag with another tokenizer: its postings would not match

@@ -77,16 +77,21 @@ def stopwords(language: str | None) -> frozenset[str]:
     return words - KEEP.get(lang, frozenset())
 
 
+@lru_cache(maxsize=256)
+def _stop_for(language: str, query_language: str | None) -> frozenset[str]:
+    # cached: tokenize runs once per chunk, and the union would be rebuilt every time
+    return stopwords(language) | stopwords(query_language)
+
+
 def tokenize(text: str, languages: Sequence[str], query_language: str | None = None) -> list[str]:
     """Stems of the text's content words, once per language given. Each pass drops the stop
     words of its own language, and for a query also those of the query's language: the
     German pass over "Who won the war?" drops "war", which German chunks never hold, while
     the English pass keeps it."""
     words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
-    asked = stopwords(query_language) if query_language else frozenset()
     out: list[str] = []
     for lang in dict.fromkeys(languages):
-        stop = stopwords(lang) | asked
+        stop = _stop_for(lang, query_language)
         kept = [w for w in words if w not in stop]
         stemmer = _stemmer(lang)
         out += stemmer.stemWords(kept) if stemmer is not None else kept
