@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import unicodedata
 from functools import lru_cache
@@ -68,15 +69,30 @@ def make_id(record: Record, meta: dict[str, str | None], text_hash: str) -> str:
     """A stable id: from the url, else the file (for one-article files, so an
     edited file replaces its old version), else the text itself."""
     url = meta.get("url")
+    key: str | bytes
     if url:
         key, base = "url:" + url.strip().rstrip("/").lower(), url.rstrip("/").rsplit("/", 1)[-1]
     elif record.single_file:
-        path = Path(record.path)
-        # A real file is keyed by its absolute path; a display name (an upload) by itself.
-        key, base = "file:" + (str(path.resolve()) if path.exists() else record.path), path.stem
+        key, base = b"file:" + _file_key(record.path), Path(record.path).stem
     else:
         key, base = "text:" + text_hash, meta.get("title") or ""
     return f"{_slug(base) or 'article'}-{_sha(key)[:10]}"
+
+
+def _file_key(name: str) -> bytes:
+    """A real file is keyed by its absolute path, a display name (an upload) by itself; both
+    as the name's bytes: a file name need not be UTF-8 (it arrives with surrogate escapes),
+    and for one that is, the key and so the id are what they always were."""
+    path = Path(name)
+    try:
+        if path.exists():
+            return os.fsencode(path.resolve())
+    except (OSError, RuntimeError):  # unreadable parent, symlink loop: key by the name
+        pass
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate that no file name can hold
+        return name.encode("utf-8", "surrogatepass")
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -85,8 +101,8 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:limit].strip("-")
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _sha(text: str | bytes) -> str:
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode("utf-8")).hexdigest()
 
 
 def normalize_language(value: str | None) -> str | None:

@@ -25,6 +25,14 @@ _BOILERPLATE = re.compile(
 INVISIBLE = re.compile("[\u0000\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _ODD_SPACES = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\u3000\t]")
 _MULTI_SPACE = re.compile(" {2,}")
+# Lone surrogates: JSON's "\ud800" and undecodable file-name bytes (surrogate escapes).
+# Not valid UTF-8, so SQLite refuses them; each becomes U+FFFD.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (same length), so it encodes as UTF-8."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def clean_text(text: str) -> str:
@@ -32,7 +40,7 @@ def clean_text(text: str) -> str:
 
     Paragraphs (blank-line separated) are kept; a single newline inside a
     paragraph is kept too, since news exports use both conventions."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = valid_text(text).replace("\r\n", "\n").replace("\r", "\n")
     text = INVISIBLE.sub("", text)
     text = _ODD_SPACES.sub(" ", text)
     out: list[str] = []
@@ -54,6 +62,6 @@ def clean_field(value: object, limit: int = 1000) -> str | None:
         return None
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value if v not in (None, ""))
-    text = _MULTI_SPACE.sub(" ", _ODD_SPACES.sub(" ", INVISIBLE.sub("", str(value)))).strip()
+    text = _MULTI_SPACE.sub(" ", _ODD_SPACES.sub(" ", INVISIBLE.sub("", valid_text(str(value))))).strip()
     text = " ".join(text.split())
     return text[:limit] or None
