@@ -37,7 +37,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 import gradio as gr  # noqa: E402
 
 import rag  # noqa: E402
+from rag.redact import Redactor, install_redaction  # noqa: E402
 from rag.settings import env, load_from_env, public  # noqa: E402
+from rag.console import quiet_libraries  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,6 @@ _MD_SPECIAL = frozenset("\\`*_{}[]<>&~$|#@")
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _MARKER = re.compile(r"\s?\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]")
 _MARKERS_AFTER = re.compile(r"(?:\s?\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\])+")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 def esc(text: object) -> str:
@@ -140,15 +141,14 @@ class UISettings:
 
 class Scrubber:
     """Last line of defence for anything shown: the API key, the UI password
-    and credentials inside URLs never leave the server."""
+    and credentials inside URLs never leave the server (rag.settings.Redactor,
+    the same redaction the server log gets)."""
 
     def __init__(self, settings: rag.Settings, ui: UISettings) -> None:
-        self._secrets = [s for s in (settings.openai_api_key, ui.password) if s and len(s) >= 4]
+        self._redact = Redactor(settings, ui)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _USERINFO.sub(r"\1***@", text)
+        return self._redact(text)
 
 
 # ---------------------------------------------------------------- rendering
@@ -632,7 +632,8 @@ class Callbacks:
         return self.stats_html(), self.source_update()
 
     def config_html(self) -> str:
-        """What is configured, from Settings.public() (never the key itself)."""
+        """What is configured, from Settings.public() (never the key itself; the LLM
+        server's URL without its userinfo or a key in its query)."""
         shown, ui = self.settings.public(), public(self.ui)
         rows = [("Index folder", shown.get("index_dir")), ("Embedding model", shown.get("embed_model")),
                 ("Generator", shown.get("generator")), ("LLM server", shown.get("openai_base_url") or "not set"),
@@ -846,10 +847,13 @@ def serve(demo: gr.Blocks, ui: UISettings, *, port: int | None = None, block: bo
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_libraries()  # the server log is ours: no DEBUG from bm25s, no "Loading weights" bars
     try:
         settings = rag.Settings.from_env()
         ui = UISettings.from_env()
+        # Before anything can log: the server log never shows the key, the UI password or
+        # credentials inside the LLM server's URL (openai and httpx log request URLs).
+        install_redaction(settings, ui)
         index = rag.open_index(settings.index_dir, settings)
     except rag.RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

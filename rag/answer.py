@@ -113,7 +113,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
             stream: bool) -> Iterator[str | Answer]:
     if not isinstance(question, str) or not question.strip():
         raise RagError("the question is empty")
-    question = question.strip()
+    question = question.strip().encode("utf-8", "replace").decode("utf-8")  # no lone surrogates downstream
     settings = idx.settings.replace(llm_model=opts.model) if opts.model else idx.settings
     language = detect_query_language(question, settings.languages) or "en"
     backend, skipped = resolve(settings, opts.generator)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import textwrap
@@ -13,15 +12,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import rag
+from rag.console import clean_argument, configure_logging, safe
 from rag.errors import RagError
+from rag.redact import install_redaction
 from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.for_command(getattr(args, "index", None), getattr(args, "quiet", False),
-                                getattr(args, "json", False))
+    settings = Settings.for_command(getattr(args, "index", None), getattr(args, "quiet", False),
+                                    getattr(args, "json", False))
+    install_redaction(settings)  # no log line (httpx request URLs included) may print a credential
+    return settings
 
 
 def _print_json(data: Any) -> None:
@@ -50,12 +53,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         _print_json(report.to_dict())
     else:
         c = report.counts()
+        # File names and reasons come from the input: escaped, so they cannot forge lines or colours.
         for failure in report.failed:
-            print(f"FAILED  {failure.path}: {failure.reason}", file=sys.stderr)
+            print(f"FAILED  {safe(failure.path)}: {safe(failure.reason)}", file=sys.stderr)
         for dup in report.duplicates:
-            print(f"DUPLICATE  {dup.origin}: same text as article {dup.existing_id}", file=sys.stderr)
+            print(f"DUPLICATE  {safe(dup.origin)}: same text as article {safe(dup.existing_id)}", file=sys.stderr)
         for note in report.notes:
-            print(f"note  {note}", file=sys.stderr)
+            print(f"note  {safe(note)}", file=sys.stderr)
         print(f"added {c['added']}, updated {c['updated']}, unchanged {c['unchanged']}, "
               f"failed {c['failed']}, duplicates {c['duplicates']}, skipped {c['skipped']} "
               f"({c['chunks_added']} new chunks) -> {settings.index_dir}")
@@ -77,18 +81,19 @@ def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
 def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
-    hits = index.search(args.query, k=args.k, filters=_filters(args), mode=args.mode)
+    query = clean_argument(args.query)
+    hits = index.search(query, k=args.k, filters=_filters(args), mode=args.mode)
     if args.json:
-        _print_json({"query": args.query, "hits": [h.to_dict() for h in hits]})
+        _print_json({"query": query, "hits": [h.to_dict() for h in hits]})
         return EXIT_OK
     if not hits:
         print("no matching passages")
     for n, hit in enumerate(hits, 1):
-        meta = " | ".join(x for x in (hit.source, hit.published_at, hit.language) if x)
-        print(f"{n}. [{hit.score:.3f}] {hit.title or hit.article_id}" + (f"  ({meta})" if meta else ""))
-        print(f"   {hit.chunk_id}  chars {hit.start}-{hit.end}" + (f"  {hit.url}" if hit.url else ""))
+        meta = " | ".join(safe(x) for x in (hit.source, hit.published_at, hit.language) if x)
+        print(f"{n}. [{hit.score:.3f}] {safe(hit.title or hit.article_id)}" + (f"  ({meta})" if meta else ""))
+        print(f"   {safe(hit.chunk_id)}  chars {hit.start}-{hit.end}" + (f"  {safe(hit.url)}" if hit.url else ""))
         body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
-        print(textwrap.indent(textwrap.fill(" ".join(body.split()), 100), "   "))
+        print(textwrap.indent(textwrap.fill(safe(" ".join(body.split())), 100), "   "))
     return EXIT_OK
 
 
@@ -100,9 +105,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json([r.to_dict() for r in rows])
         return EXIT_OK
     for r in rows:
-        title = (r.title or "")[:70]
-        print(f"{r.id:<48} {(r.published_at or '')[:10]:<10} {(r.source or '')[:18]:<18} "
-              f"{r.language or '':<3} {r.chunks:>3}  {title}")
+        title = safe((r.title or "")[:70])
+        print(f"{safe(r.id):<48} {safe((r.published_at or '')[:10]):<10} {safe((r.source or '')[:18]):<18} "
+              f"{safe(r.language or ''):<3} {r.chunks:>3}  {title}")
     if not rows:
         print("the index holds no articles")
     return EXIT_OK
@@ -111,12 +116,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
-    for article_id in args.ids:
-        index.delete(article_id)
-        if not args.json:
-            print(f"deleted {article_id}")
+    report = index.delete([clean_argument(i) for i in args.ids])  # all in one generation
     if args.json:
-        _print_json({"deleted": args.ids})
+        _print_json(report.to_dict())
+        return EXIT_OK
+    for article_id in report.deleted:
+        print(f"deleted {safe(article_id)}")
+    for article_id in report.missing:
+        # Not an error: re-running a delete that was interrupted must finish it.
+        print(f"not in the index (already deleted?): {safe(article_id)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -155,15 +163,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"mode": args.mode, "filters": _filters(args)}
     if args.generator:
         options["generator"] = args.generator
+    question = clean_argument(args.question)
     if args.json:
-        _print_json(rag.answer(args.question, index, k=args.k, **options).to_dict())
+        _print_json(rag.answer(question, index, k=args.k, **options).to_dict())
         return EXIT_OK
     final: rag.Answer | None = None
-    for event in rag.answer_stream(args.question, index, k=args.k, **options):
+    for event in rag.answer_stream(question, index, k=args.k, **options):
         if isinstance(event, rag.Answer):
             final = event
         else:
-            sys.stdout.write(event)
+            sys.stdout.write(safe(event, multiline=True))
             sys.stdout.flush()
     assert final is not None
     print()
@@ -175,13 +184,14 @@ def _print_sources(answer: rag.Answer) -> None:
     if answer.citations:
         print("\nSources:")
     for c in answer.citations:
-        meta = ", ".join(x for x in (c.source, (c.published_at or "")[:10]) if x)
-        print(f"[{c.n}] {c.title or c.article_id}" + (f" ({meta})" if meta else "") + (f" {c.url}" if c.url else ""))
-        print(textwrap.indent(textwrap.fill(f"«{' '.join(c.quote.split())}»", 100), "    "))
+        meta = ", ".join(safe(x) for x in (c.source, (c.published_at or "")[:10]) if x)
+        print(f"[{c.n}] {safe(c.title or c.article_id)}" + (f" ({meta})" if meta else "")
+              + (f" {safe(c.url)}" if c.url else ""))
+        print(textwrap.indent(textwrap.fill(safe(f"«{' '.join(c.quote.split())}»"), 100), "    "))
     for u in answer.unsupported:
-        print(f"! unsupported: {u.sentence} ({u.reason})", file=sys.stderr)
+        print(f"! unsupported: {safe(u.sentence)} ({safe(u.reason)})", file=sys.stderr)
     for note in answer.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {safe(note)}", file=sys.stderr)
     print(f"(answered by {answer.generator})", file=sys.stderr)
 
 
@@ -255,14 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
     p.add_argument("query")
-    p.add_argument("--k", type=int, default=5, help="number of passages (default 5)")
+    p.add_argument("--k", type=_positive, default=5, help="number of passages (default 5)")
     p.add_argument("--mode", choices=RETRIEVAL_MODES, default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("list", parents=[common], help="list indexed articles, newest first")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=_count, default=None, help="at most N articles")
+    p.add_argument("--offset", type=_count, default=0, help="skip the first N")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("delete", parents=[common], help="remove articles by id")
@@ -277,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")
-    p.add_argument("--k", type=int, default=5, help="passages shown to the generator (default 5)")
+    p.add_argument("--k", type=_positive, default=5, help="passages shown to the generator (default 5)")
     p.add_argument("--generator", choices=GENERATOR_NAMES,
                    help="default ($RAG_GENERATOR or auto): openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, "
                         "else the local model when it is installed, else extractive")
@@ -299,6 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {safe(text)!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", help="only this source (repeatable)")
     p.add_argument("--language", action="append", help="only this language code (repeatable)")
@@ -309,16 +336,12 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose < 2:
-        for noisy in ("transformers", "sentence_transformers", "httpx", "faiss", "urllib3", "huggingface_hub"):
-            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    configure_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return int(args.func(args))
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -36,6 +36,11 @@ class IndexLockedError(IndexFolderError):
     """Another process is writing to the index."""
 
 
+class IndexWriteError(IndexFolderError):
+    """A new generation could not be written (disk full, read-only or unwritable folder). The
+    unpublished generation is removed; the index stays as it was before the failed write."""
+
+
 class ArticleNotFoundError(RagError):
     """No article with the given id."""
 

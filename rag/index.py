@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rag.embed import Embedder, load_embedder
-from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexNotFoundError, InvalidQueryError,
-                        ModelMismatchError)
+from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderError, IndexNotFoundError,
+                        InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
 from rag.ingest.readers import Record, iter_files, read_file
-from rag.news import Article, ArticleSummary, Failure, Filters, Hit, IndexStats, IngestReport
+from rag.news import Article, ArticleSummary, DeleteReport, Failure, Filters, Hit, IndexStats, IngestReport
 from rag.retrieve import Retrieval, RetrievalOptions, retrieve
 from rag.settings import Settings
 from rag.pipeline import Ingest, ProgressCallback, ReportBuilder, progress_bar
@@ -44,6 +45,9 @@ class NewsIndex:
     def __init__(self, folder: Path, settings: Settings, *, create: bool = True) -> None:
         self.folder = folder
         self.settings = settings
+        if folder.exists() and not folder.is_dir():
+            raise IndexFolderError(f"{folder} is a file, not an index folder; give a folder with --index "
+                                   f"or RAG_INDEX (it is created if missing)")
         manifest = read_manifest(folder) if folder.is_dir() else None
         if manifest is None and not create:
             raise IndexNotFoundError(f"no index in {folder} (expected {folder / MANIFEST}); "
@@ -82,14 +86,21 @@ class NewsIndex:
             return self._snapshot
 
     def _open_snapshot(self) -> Snapshot | None:
-        for _attempt in range(5):
+        # A writer keeps the published generation and the one before; one publishing faster
+        # than we open can remove the generation we read the manifest for. Then the manifest
+        # names a newer one: open that. Only a failure on the generation still current is real.
+        for attempt in range(20):
             manifest = read_manifest(self.folder)
             if manifest is None:
                 return None
             try:
                 return Snapshot(self.folder, manifest)
-            except FileNotFoundError:
-                continue  # a writer published again and removed that generation; re-read
+            except (FileNotFoundError, IndexCorruptError):
+                latest = read_manifest(self.folder)
+                if latest is not None and latest.generation == manifest.generation:
+                    raise
+                log.debug("generation %d was superseded while opening it; retrying", manifest.generation)
+                time.sleep(0.01 * attempt)
         raise IndexCorruptError(f"index {self.folder}: generation folder keeps disappearing")
 
     def _current_manifest(self) -> Manifest | None:
@@ -122,7 +133,8 @@ class NewsIndex:
         snap = self.snapshot()
         if snap is None or snap.manifest.chunks == 0:
             return Retrieval(())
-        query = query.strip()
+        # Lone surrogates (undecodable bytes from a terminal) cannot reach the tokenizers.
+        query = query.strip().encode("utf-8", "replace").decode("utf-8")
         return retrieve(snap, self.embedder, query, opts, detect_query_language(query, self.settings.languages))
 
     def stats(self) -> IndexStats:
@@ -197,17 +209,26 @@ class NewsIndex:
         self._pipeline(progress).run(records(), report)
         return report.build()
 
-    def delete(self, article_id: str) -> None:
-        """Remove an article and its chunks."""
+    def delete(self, article_ids: str | Iterable[str]) -> DeleteReport:
+        """Remove articles and their chunks, all in one new generation. Ids not in the
+        index are reported as ``missing``, not an error, so a killed delete can be re-run."""
+        wanted = list(dict.fromkeys([article_ids] if isinstance(article_ids, str) else article_ids))
+        if not all(isinstance(i, str) for i in wanted):
+            raise InvalidQueryError("article ids must be strings")
         with WriteLock(self.folder, self.settings.lock_timeout):
             base = self._fresh_snapshot()
-            if base is None or base.catalog.article(article_id) is None:
-                raise ArticleNotFoundError(f"no article with id {article_id!r} in {self.folder}")
+            present = set(base.catalog.hashes(wanted)) if base is not None else set()
+            deleted = tuple(i for i in wanted if i in present)
+            report = DeleteReport(deleted, tuple(i for i in wanted if i not in present))
+            if not deleted:
+                return report
             s = self.settings
             with GenerationWriter(self.folder, base, s.embed_model, base.manifest.dim, s.chunk_tokens,
                                   s.chunk_overlap, s.exact_search_limit) as writer:
-                writer.remove([article_id])
+                writer.remove(list(deleted))
                 writer.publish()
+        self._fresh_snapshot()
+        return report
 
     def upgrade(self) -> bool:
         """Rewrite an index written in an older format (the manifest's ``format_version``) as

@@ -177,6 +177,17 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
+class DeleteReport:
+    """What one delete did: ``missing`` ids were not in the index (already deleted, or a typo)."""
+
+    deleted: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deleted": list(self.deleted), "missing": list(self.missing)}
+
+
+@dataclass(frozen=True)
 class Citation:
     """Source ``[n]`` of an answer: the passage's article and the sentence that
     supports the claim (``start``/``end`` index the article text; -1 when the
@@ -273,8 +284,12 @@ class Filters:
                     raise InvalidFilterError(f"filter {key}={val!r} is not a date (use YYYY-MM-DD)")
                 out[name] = date
             else:
-                items = (val,) if isinstance(val, str) else tuple(val)
-                if not all(isinstance(v, str) and v for v in items):
-                    raise InvalidFilterError(f"filter {key} must be a string or a list of strings")
+                items = (val,) if isinstance(val, str) else tuple(val) if isinstance(val, (list, tuple, set)) else None
+                if items is None or not all(isinstance(v, str) and v for v in items):
+                    raise InvalidFilterError(f"filter {key} must be a string or a list of strings, "
+                                             f"not {type(val).__name__}")
                 out[name] = items
+        if out.get("since") and out.get("until") and out["since"][:10] > out["until"][:10]:
+            raise InvalidFilterError(f"filter since ({out['since']}) is after until ({out['until']}): "
+                                     f"nothing could match")
         return cls(**out) if out else None

@@ -20,8 +20,8 @@ from rag.ingest.articles import to_article
 from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
-from rag.store.generation import GenerationWriter, Snapshot
-from rag.store.lock import WriteLock
+from rag.store.generation import GenerationWriter, Snapshot, write_errors
+from rag.store.lock import LOCK_FILE, WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +117,33 @@ class Ingest:
         self._progress = progress
 
     def run(self, records: Iterator[Record | Failure], report: ReportBuilder) -> None:
-        """Clean, plan and write every record; failures go to the report, never raise."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Clean, plan and write every record; failures go to the report, never raise
+        (a full disk or an unwritable folder raises IndexWriteError)."""
+        created = not self.folder.exists()
+        with write_errors(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
         with WriteLock(self.folder, self.settings.lock_timeout):
-            batch: list[Article] = []
-            for item in records:
-                if isinstance(item, Failure):
-                    report.failed.append(item)
-                    continue
-                article, failure, notes = to_article(item, self.settings.languages)
-                if failure is not None:
-                    report.failed.append(failure)
-                report.note(*notes)
-                if article is not None:
-                    batch.append(article)
-                if len(batch) >= self.settings.commit_every:
-                    self.commit(batch, report)
-                    batch = []
-            if batch or self._snapshot() is None:
-                self.commit(batch, report)  # an empty index is still written, so it can be opened
+            self._run(records, report)
+        if created and self._snapshot() is None:
+            _remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
+
+    def _run(self, records: Iterator[Record | Failure], report: ReportBuilder) -> None:
+        batch: list[Article] = []
+        for item in records:
+            if isinstance(item, Failure):
+                report.failed.append(item)
+                continue
+            article, failure, notes = to_article(item, self.settings.languages)
+            if failure is not None:
+                report.failed.append(failure)
+            report.note(*notes)
+            if article is not None:
+                batch.append(article)
+            if len(batch) >= self.settings.commit_every:
+                self.commit(batch, report)
+                batch = []
+        if batch or (self._snapshot() is None and not report.failed):
+            self.commit(batch, report)  # an empty index is still written, so it can be opened
 
     def commit(self, batch: list[Article], report: ReportBuilder) -> None:
         """Write one batch as a new generation (nothing when it changes nothing)."""
@@ -195,6 +203,15 @@ class Ingest:
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress:
             self._progress(stage, done, total)
+
+
+def _remove_if_only_lock(folder: Path) -> None:
+    try:
+        if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            (folder / LOCK_FILE).unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # another writer arrived meanwhile; the folder is theirs now
 
 
 def embedding_text(article: Article, chunk: Chunk) -> str:

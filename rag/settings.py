@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from rag.errors import ConfigError
+from rag.redact import Redactor, safe_repr
 
 #: How passages are found: both rankings fused, FAISS only, or BM25 only.
 RetrievalMode = Literal["hybrid", "dense", "sparse"]
@@ -70,14 +71,24 @@ def load_from_env(cls: type[T], environ: Mapping[str, str] | None = None, dotenv
             continue
         try:
             kwargs[f.name] = f.metadata["parse"](raw)
-        except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+            continue
+        except (ValueError, TypeError):
+            pass
+        # Name the variable, never echo the value: it may be a secret pasted into the wrong
+        # variable. Raised outside the except block so that the parser's error, which quotes
+        # the value (int()'s does), is not even kept as the context.
+        raise ConfigError(f"{name} must be {_expected(f.metadata['parse'])}")
     overrides = dict(overrides or {})
     unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**kwargs)
+
+
+def _expected(parse: Callable[[str], Any]) -> str:
+    """What a parser accepts, in words ("an integer"), for error messages."""
+    return _EXPECTED.get(parse) or getattr(parse, "expected", None) or "a valid value"
 
 
 def _bool(raw: str) -> bool:
@@ -94,6 +105,11 @@ def _languages(raw: str) -> tuple[str, ...]:
     if not codes:
         raise ValueError("expected comma-separated ISO 639-1 codes")
     return codes
+
+
+_EXPECTED: dict[Any, str] = {int: "an integer", float: "a number", Path: "a path",
+                             _bool: "true or false (also 1/0, yes/no, on/off)",
+                             _languages: "comma-separated ISO 639-1 codes, like en,de"}
 
 
 @dataclass(frozen=True)
@@ -164,20 +180,19 @@ class Settings:
     local_startup_timeout: float = env("RAG_LOCAL_STARTUP_TIMEOUT", 180.0, float)
 
     def __post_init__(self) -> None:
+        # The messages name the variable and what it must be, not the value given (see load_from_env).
         if self.generator not in GENERATOR_NAMES:
-            raise ConfigError(f"RAG_GENERATOR must be one of {', '.join(GENERATOR_NAMES)}, got {self.generator!r}")
+            raise ConfigError(f"RAG_GENERATOR must be one of {', '.join(GENERATOR_NAMES)}")
         if self.chunk_tokens < 16:
-            raise ConfigError(f"RAG_CHUNK_TOKENS must be at least 16, got {self.chunk_tokens}")
+            raise ConfigError("RAG_CHUNK_TOKENS must be at least 16")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:
-            raise ConfigError(
-                f"RAG_CHUNK_OVERLAP must be >= 0 and smaller than RAG_CHUNK_TOKENS "
-                f"({self.chunk_tokens}), got {self.chunk_overlap}")
+            raise ConfigError("RAG_CHUNK_OVERLAP must be >= 0 and smaller than RAG_CHUNK_TOKENS")
         if self.embed_batch_size < 1:
-            raise ConfigError(f"RAG_EMBED_BATCH must be positive, got {self.embed_batch_size}")
+            raise ConfigError("RAG_EMBED_BATCH must be positive")
         if self.max_file_mb <= 0:
-            raise ConfigError(f"RAG_MAX_FILE_MB must be positive, got {self.max_file_mb}")
+            raise ConfigError("RAG_MAX_FILE_MB must be positive")
         if self.context_tokens < 0:
-            raise ConfigError(f"RAG_CONTEXT_TOKENS must be 0 (whole passages) or more, got {self.context_tokens}")
+            raise ConfigError("RAG_CONTEXT_TOKENS must be 0 (whole passages) or more")
         if self.local_threads < 0 or self.local_context < 512 or self.local_max_tokens < 16:
             raise ConfigError("RAG_LOCAL_THREADS must be >= 0, RAG_LOCAL_CONTEXT >= 512 and "
                               "RAG_LOCAL_MAX_TOKENS >= 16")
@@ -200,6 +215,10 @@ class Settings:
             overrides["index_dir"] = Path(overrides["index_dir"])
         return load_from_env(cls, environ, dotenv, overrides)
 
+    def __repr__(self) -> str:
+        # Not the dataclass's own repr: the LLM server's URL may carry a credential.
+        return safe_repr(self)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -210,11 +229,15 @@ class Settings:
 
 
 def public(settings: Any) -> dict[str, Any]:
-    """A settings object's fields, safe to show: secrets only say whether they are set."""
+    """A settings object's fields, safe to show: secrets only say whether they are set, and
+    other text (the LLM server's URL) is shown redacted (no userinfo, no key in the query)."""
+    redact_text = Redactor(settings)
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if f.metadata.get("secret"):
             value = "set" if value else "not set"
+        elif isinstance(value, str):
+            value = redact_text(value)
         out[f.name] = str(value) if isinstance(value, Path) else value
     return out

@@ -73,11 +73,13 @@ def test_reingest_unchanged_updated_and_delete(index: rag.NewsIndex, tmp_path: P
     hits = index.search("Are the trains running again?", k=5)
     assert [h.text for h in hits if h.article_id == story_id] == [
         "Der Streik der Lokführer ist beendet, die Züge fahren wieder."]
-    index.delete(story_id)
-    assert index.stats().articles == 1
+    generation = index.stats().generation
+    assert index.delete([story_id, "no-such-article"]) == rag.DeleteReport((story_id,), ("no-such-article",))
+    assert index.stats().articles == 1 and index.stats().generation == generation + 1
     assert all(h.article_id != story_id for h in index.search("Streik Bahn", k=5))
-    with pytest.raises(rag.ArticleNotFoundError, match=story_id):
-        index.delete(story_id)
+    # Idempotent: deleting it again changes nothing and publishes nothing.
+    assert index.delete(story_id) == rag.DeleteReport((), (story_id,))
+    assert index.stats().generation == generation + 1
 
 
 def test_exact_duplicates_are_reported_not_indexed(index: rag.NewsIndex, tmp_path: Path) -> None:

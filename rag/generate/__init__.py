@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rag.embed import Embedder
 from rag.errors import ConfigError
 from rag.generate.base import REFUSAL, GenerationRequest, Generator, Turn, history_turns
+from rag.redact import redact_url
 from rag.settings import Settings
 
 
@@ -75,7 +76,10 @@ def generator_status(settings: Settings, start: bool = False) -> GeneratorStatus
     begins loading the local model in the background (the UI does so at launch)."""
     backend, skipped = resolve(settings)
     if backend == "openai":
-        return GeneratorStatus("openai", "ready", f"model {settings.llm_model} on an OpenAI-compatible server")
+        # Name the server by its redacted URL: userinfo or a key in the query is a credential.
+        where = (f"the OpenAI-compatible server at {redact_url(settings.openai_base_url, settings)}"
+                 if settings.openai_base_url else "the OpenAI API")
+        return GeneratorStatus("openai", "ready", f"model {settings.llm_model} on {where}")
     if backend == "local":
         from rag.generate.local import runtime, unavailable_reason
 

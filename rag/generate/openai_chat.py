@@ -3,17 +3,19 @@ llama.cpp's server) through the official ``openai`` client.
 
 Retries with back-off on 429/5xx/connection errors are the client's own
 (``max_retries``, honouring Retry-After). Every failure becomes a
-GenerationError whose message names the server and the cause, never the key."""
+GenerationError whose message names the server (its URL redacted: no userinfo, no
+key in the query) and the cause, never the key."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rag.errors import ConfigError
 from rag.errors import GenerationError
 from rag.generate.base import GenerationRequest, Turn
 from rag.generate.prompt import build_messages, build_rewrite_messages
+from rag.redact import Redactor
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,13 @@ class OpenAIGenerator:
     def __init__(self, settings: Settings, max_tokens: int | None = None) -> None:
         import openai
 
-        self.base_url = settings.openai_base_url or DEFAULT_BASE_URL
-        if not settings.openai_api_key and self.base_url == DEFAULT_BASE_URL:
+        url = settings.openai_base_url or DEFAULT_BASE_URL
+        if not settings.openai_api_key and url == DEFAULT_BASE_URL:
             raise ConfigError("the openai generator needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
+        # The client gets the real URL (some proxies authenticate by its userinfo); every
+        # message and log line gets ``base_url``, the redacted form.
+        self._redact = Redactor(settings)
+        self.base_url = self._redact(url)
         self.model = settings.llm_model
         self.name = f"openai:{self.model}"
         self._temperature = settings.llm_temperature
@@ -34,7 +40,7 @@ class OpenAIGenerator:
         self._retries = settings.llm_max_retries
         self._max_tokens = max_tokens or openai.omit  # a cap for small local models; none for others
         # Local servers (Ollama, llama.cpp) accept any key; the client insists on one.
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=settings.openai_api_key or "no-key",
+        self._client = openai.OpenAI(base_url=url, api_key=settings.openai_api_key or "no-key",
                                      timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
     def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
@@ -73,7 +79,7 @@ class OpenAIGenerator:
         except openai.APITimeoutError:
             raise GenerationError(self._where(f"did not answer within {self._timeout:g} s")) from None
         except openai.APIConnectionError as exc:
-            raise GenerationError(self._where(f"cannot be reached ({_cause(exc)})")) from None
+            raise GenerationError(self._where(f"cannot be reached ({_cause(exc, self._redact)})")) from None
         except openai.AuthenticationError:
             raise GenerationError(self._where("rejected the API key (401); check OPENAI_API_KEY")) from None
         except openai.RateLimitError:
@@ -102,9 +108,11 @@ def _content(resp: object) -> str:
     return content
 
 
-def _cause(exc: BaseException) -> str:
+def _cause(exc: BaseException, redact: Callable[[str], str]) -> str:
+    """The root cause's text, short. It is the HTTP library's and may quote the URL, so it is
+    redacted before it is cut (a cut could leave half a secret that no longer matches)."""
     inner = exc.__cause__ or exc.__context__
     while inner is not None and (inner.__cause__ or inner.__context__) is not None:
         inner = inner.__cause__ or inner.__context__
-    text = str(inner) if inner is not None else str(exc)
+    text = redact(str(inner) if inner is not None else str(exc))
     return "connection refused" if "refused" in text.lower() else text.split("\n")[0][:120] or "no response"

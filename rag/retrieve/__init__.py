@@ -50,6 +50,24 @@ class RetrievalOptions:
             raise InvalidQueryError(f"unknown retrieval mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if not 1 <= self.k <= 1000:
             raise InvalidQueryError(f"k must be from 1 to 1000, got {self.k}")
+        if self.max_per_article is not None and (not _is_int(self.max_per_article) or self.max_per_article < 1):
+            raise InvalidQueryError(f"max_per_article must be 1 or more (None: no cap), got {self.max_per_article!r}")
+        if not _is_int(self.candidates) or self.candidates < 1:
+            raise InvalidQueryError(f"candidates must be a positive integer, got {self.candidates!r}")
+        if isinstance(self.sparse_weight, bool) or not isinstance(self.sparse_weight, (int, float)) \
+                or not 0 <= self.sparse_weight < float("inf"):
+            raise InvalidQueryError(f"sparse_weight must be a number >= 0, got {self.sparse_weight!r}")
+        if self.now is not None and not isinstance(self.now, date):
+            raise InvalidQueryError(f"now must be a datetime.date, got {self.now!r}")
+        if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
+            raise InvalidQueryError(f"reranker must be a model name or folder, got {self.reranker!r}")
+        for flag in ("merge_neighbours", "time_intent"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidQueryError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

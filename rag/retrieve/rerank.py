@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.errors import InvalidQueryError
 from rag.news import Hit
 
 _lock = threading.Lock()
@@ -24,7 +25,11 @@ def rerank(model: str, question: str, hits: list[Hit]) -> list[Hit]:
 
     with _lock:
         if model not in _rerankers:
-            _rerankers[model] = CrossEncoder(model, device="cpu")
+            try:
+                _rerankers[model] = CrossEncoder(model, device="cpu")
+            except (OSError, ValueError) as exc:  # not a model folder, not on the hub, offline, ...
+                raise InvalidQueryError(f"cannot load the reranker {model!r}: give a sentence-transformers "
+                                        f"CrossEncoder name or folder ({type(exc).__name__})") from None
         encoder = _rerankers[model]
     scores = np.asarray(encoder.predict([(question, h.text) for h in hits]), dtype=np.float32)
     order = np.argsort(-scores, kind="stable")

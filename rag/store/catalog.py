@@ -50,17 +50,18 @@ class Catalog:
     def __init__(self, path: Path, writable: bool) -> None:
         self.path = path
         self._lock = threading.Lock()
+        if writable:  # errors here are the writer's (disk full, read-only): see store.generation
+            self._db = sqlite3.connect(path, check_same_thread=False)
+            self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.row_factory = sqlite3.Row
+            return
         try:
-            if writable:
-                self._db = sqlite3.connect(path, check_same_thread=False)
-                self._db.executescript(_SCHEMA)
-                self._db.execute("PRAGMA foreign_keys = ON")
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            else:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-                row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None or int(row[0]) > SCHEMA_VERSION:
-                    raise IndexCorruptError(f"{path}: unknown catalog schema version {row and row[0]}")
+            self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or int(row[0]) > SCHEMA_VERSION:
+                raise IndexCorruptError(f"{path}: unknown catalog schema version {row and row[0]}")
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{path} is not a readable SQLite catalog: {exc}") from exc
         self._db.row_factory = sqlite3.Row

@@ -6,6 +6,8 @@ index; a crashed writer leaves only an unpublished folder, removed next time.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.metadata
 import logging
 import os
@@ -13,12 +15,12 @@ import platform
 import shutil
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexCorruptError
+from rag.errors import IndexCorruptError, IndexWriteError
 from rag.news import Article, Chunk, Filters
 from rag.store import vectors as vec
 from rag.store.catalog import Catalog
@@ -37,7 +39,11 @@ def gen_dir_name(generation: int) -> str:
 
 
 class Snapshot:
-    """A read-only view of one published generation."""
+    """A read-only view of one published generation.
+
+    Everything a search needs is opened or loaded here, at once: a writer removes old
+    generations after publishing, and on POSIX open files and maps survive that, so a
+    reader holding a Snapshot never needs a file by name again."""
 
     def __init__(self, folder: Path, manifest: Manifest) -> None:
         self.folder = folder
@@ -55,8 +61,12 @@ class Snapshot:
         self.catalog = Catalog(self.data / CATALOG_FILE, writable=False)
         self.vectors = vec.load_vectors(self.data, manifest.dim)
         self.index = vec.load_index(self.data)
-        self._sparse: SparseIndex | None = None
         self._sparse_lock = threading.Lock()
+        #: Whether the BM25 files were tokenised as today (else they are rebuilt in memory).
+        self.sparse_is_current = SparseIndex.is_current(self.data)
+        # Loaded now, not on first use: by then a writer may have removed this generation.
+        # An index from an older tokenizer is rebuilt lazily from the (open) catalog instead.
+        self._sparse: SparseIndex | None = SparseIndex.load(self.data) if self.sparse_is_current else None
         n_articles, n_chunks = self.catalog.counts()
         if not (self.index.ntotal == len(self.vectors.ids) == n_chunks == manifest.chunks
                 and n_articles == manifest.articles):
@@ -69,23 +79,15 @@ class Snapshot:
         self.catalog.close()
 
     @property
-    def sparse_is_current(self) -> bool:
-        """Whether the BM25 files were tokenised as today (else they are rebuilt in memory)."""
-        return SparseIndex.is_current(self.data)
-
-    @property
     def sparse(self) -> SparseIndex:
         with self._sparse_lock:
             if self._sparse is None:
-                if self.sparse_is_current:
-                    self._sparse = SparseIndex.load(self.data)
-                else:
-                    # Written by an older rag with another tokenizer: its postings would not match
-                    # today's query tokens. Rebuild in memory; the next ingest writes it to disk.
-                    log.warning("%s: the BM25 index was written by an older version; re-tokenising %d chunks "
-                                "in memory ('rag upgrade' or any 'rag ingest' stores the new one)", self.folder,
-                                self.manifest.chunks)
-                    self._sparse = SparseIndex.build(self.catalog.chunk_texts())
+                # Written by an older rag with another tokenizer: its postings would not match
+                # today's query tokens. Rebuild in memory; the next ingest writes it to disk.
+                log.warning("%s: the BM25 index was written by an older version; re-tokenising %d chunks "
+                            "in memory ('rag upgrade' or any 'rag ingest' stores the new one)", self.folder,
+                            self.manifest.chunks)
+                self._sparse = SparseIndex.build(self.catalog.chunk_texts())
             return self._sparse
 
     def allowed(self, filters: Filters | None) -> np.ndarray | None:
@@ -135,22 +137,23 @@ class GenerationWriter:
         self.generation = (base.manifest.generation if base else 0) + 1
         self.data = folder / gen_dir_name(self.generation)
         self._meta = (embed_model, dim, chunk_tokens, chunk_overlap, exact_limit)
-        if self.data.exists():  # left by a writer that crashed before publishing
-            shutil.rmtree(self.data)
-        self.data.mkdir(parents=True)
-        db_path = self.data / CATALOG_FILE
-        if base is not None:
-            src = sqlite3.connect(f"file:{base.catalog.path}?mode=ro&immutable=1", uri=True)
-            dst = sqlite3.connect(db_path)
-            with dst:
-                src.backup(dst)
-            src.close()
-            dst.close()
-        self.catalog = Catalog(db_path, writable=True)
         self._dropped: set[int] = set()
         self._new_vectors: list[np.ndarray] = []
         self._new_ids: list[int] = []
         self._published = False
+        self.catalog: Catalog | None = None
+        try:
+            with write_errors(self.folder):
+                if self.data.exists():  # left by a writer that crashed before publishing
+                    shutil.rmtree(self.data)
+                self.data.mkdir(parents=True)
+                db_path = self.data / CATALOG_FILE
+                if base is not None:
+                    _copy_catalog(base.catalog.path, db_path)
+                self.catalog = Catalog(db_path, writable=True)
+        except BaseException:
+            self.abort()
+            raise
 
     def __enter__(self) -> GenerationWriter:
         return self
@@ -159,21 +162,35 @@ class GenerationWriter:
         if not self._published:
             self.abort()
 
+    @property
+    def _db(self) -> Catalog:
+        if self.catalog is None:
+            raise RuntimeError("the generation writer is closed")
+        return self.catalog
+
     def remove(self, article_ids: Sequence[str]) -> None:
-        self._dropped.update(self.catalog.chunk_rowids(article_ids))
-        self.catalog.delete_articles(article_ids)
+        with write_errors(self.folder):
+            self._dropped.update(self._db.chunk_rowids(article_ids))
+            self._db.delete_articles(article_ids)
 
     def add(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        rowids = self.catalog.insert(article, chunks, now_iso())
+        with write_errors(self.folder):
+            rowids = self._db.insert(article, chunks, now_iso())
         self._new_ids += rowids
         self._new_vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(rowids), -1))
 
     def publish(self) -> Manifest:
+        with write_errors(self.folder):
+            return self._publish()
+
+    def _publish(self) -> Manifest:
         embed_model, dim, chunk_tokens, chunk_overlap, exact_limit = self._meta
-        self.catalog.commit()
-        n_articles, n_chunks = self.catalog.counts()
-        SparseIndex.build(self.catalog.chunk_texts()).save(self.data)
-        self.catalog.close()
+        self.catalog = catalog = self._db
+        catalog.commit()
+        n_articles, n_chunks = catalog.counts()
+        SparseIndex.build(catalog.chunk_texts()).save(self.data)
+        catalog.close()
+        self.catalog = None
         vset = self.base.vectors if self.base else vec.VectorSet.empty(dim)
         new = np.concatenate(self._new_vectors) if self._new_vectors else np.zeros((0, dim), np.float32)
         vset = vset.without(self._dropped).plus(new, np.asarray(self._new_ids, dtype=np.int64))
@@ -205,9 +222,11 @@ class GenerationWriter:
 
     def abort(self) -> None:
         try:
-            self.catalog.close()
+            if self.catalog is not None:
+                self.catalog.close()
         except sqlite3.Error:
             pass
+        self.catalog = None
         shutil.rmtree(self.data, ignore_errors=True)
 
     def _collect_garbage(self) -> None:
@@ -217,3 +236,44 @@ class GenerationWriter:
         for child in self.folder.iterdir():
             if child.is_dir() and child.name.startswith("gen-") and child.name not in keep:
                 shutil.rmtree(child, ignore_errors=True)
+
+
+def _copy_catalog(source: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{source}?mode=ro&immutable=1", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def write_errors(folder: Path) -> Iterator[None]:
+    """Turn the ways a write fails (full disk, quota, read-only or unwritable folder) into one
+    ``IndexWriteError`` that says what happened and that the index is unchanged."""
+    unchanged = ("the new generation was discarded and the index is as it was before this write; "
+                 "re-running the same command after fixing this adds the rest (unchanged articles are skipped)")
+    try:
+        yield
+    except OSError as exc:
+        # numpy's tofile (np.save, FAISS bytes) reports a short write without an errno:
+        # "503040 requested and 28640 written".
+        if exc.errno in _DISK_FULL or (exc.errno is None and "requested and" in str(exc)):
+            raise IndexWriteError(f"not enough disk space to write the index in {folder}: {unchanged}") from exc
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise IndexWriteError(f"cannot write to {folder} ({exc.strerror}): {unchanged}") from exc
+        raise
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc) or "disk i/o" in str(exc).lower():
+            raise IndexWriteError(f"not enough disk space to write the index in {folder} "
+                                  f"(SQLite: {exc}): {unchanged}") from exc
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            raise IndexWriteError(f"cannot write to {folder} (SQLite: {exc}): {unchanged}") from exc
+        raise

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from rag.errors import IndexLockedError
+from rag.errors import IndexLockedError, IndexWriteError
 
 LOCK_FILE = ".write.lock"
 
@@ -61,7 +61,11 @@ class WriteLock:
         self._fd: int | None = None
 
     def __enter__(self) -> WriteLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexWriteError(f"cannot write to the index folder {self.path.parent} "
+                                  f"({exc.strerror or exc})") from exc
         deadline = time.monotonic() + self.timeout
         while True:
             try:

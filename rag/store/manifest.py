@@ -122,12 +122,16 @@ def read_manifest(folder: Path) -> Manifest | None:
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Atomically replace the manifest: readers see the old or the new one."""
     tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(manifest.to_json(), fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / MANIFEST)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(manifest.to_json(), fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / MANIFEST)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half manifest beside the real one
+        raise
     fsync_dir(folder)
 
 

@@ -93,7 +93,10 @@ def build_index(vset: VectorSet, kind: VectorIndexKind) -> faiss.Index:
 
 
 def save_index(folder: Path, index: faiss.Index) -> None:
-    faiss.write_index(index, str(folder / FAISS_FILE))
+    # Serialised in memory and written by Python, so a full disk is an OSError (ENOSPC)
+    # like every other write, not a FAISS RuntimeError about a short fwrite.
+    with (folder / FAISS_FILE).open("wb") as fh:
+        faiss.serialize_index(index).tofile(fh)
 
 
 def load_index(folder: Path) -> faiss.Index:
