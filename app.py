@@ -39,7 +39,7 @@ import gradio as gr  # noqa: E402
 import rag  # noqa: E402
 from rag.redact import Redactor, install_redaction  # noqa: E402
 from rag.settings import env, load_from_env, public  # noqa: E402
-from rag.console import quiet_libraries  # noqa: E402
+from rag.console import configure_logging  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -846,8 +846,8 @@ def serve(demo: gr.Blocks, ui: UISettings, *, port: int | None = None, block: bo
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_libraries()  # the server log is ours: no DEBUG from bm25s, no "Loading weights" bars
+    # INFO, lines terminal-safe; libraries quiet (no DEBUG from bm25s, no "Loading weights" bars).
+    configure_logging(1, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = rag.Settings.from_env()
         ui = UISettings.from_env()

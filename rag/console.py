@@ -39,13 +39,15 @@ def clean_argument(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def configure_logging(verbosity: int = 0) -> None:
-    """Root logging to stderr at WARNING (INFO with -v, DEBUG with -vv); libraries quiet
-    unless -vv (see ``quiet_libraries``)."""
-    level = logging.WARNING - 10 * min(max(verbosity, 0), 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbosity < 2:
-        quiet_libraries()
+class _TerminalSafe(logging.Filter):
+    """Log messages quote file names and article text: escaped like everything else printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = safe(message)  # one line: a newline in a name must not forge a log line
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class _QuietLibraries(logging.Filter):
@@ -56,14 +58,28 @@ class _QuietLibraries(logging.Filter):
         return record.levelno >= logging.WARNING or record.name.split(".")[0] not in NOISY_LOGGERS
 
 
+def configure_logging(verbosity: int = 0, fmt: str = "%(levelname)s %(name)s: %(message)s") -> None:
+    """Root logging to stderr at WARNING (INFO with 1 / -v, DEBUG with 2 / -vv), lines
+    terminal-safe, libraries quiet unless -vv. Like ``logging.basicConfig``, it leaves alone a
+    process whose logging is already set up (an application embedding rag, a test runner)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_TerminalSafe())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING - 10 * min(max(verbosity, 0), 2))
+    if verbosity < 2:
+        handler.addFilter(_QuietLibraries())
+        quiet_libraries()
+
+
 def quiet_libraries() -> None:
     """Libraries log at WARNING and up only, and Hugging Face libraries draw no
     model-loading progress bars ("Loading weights")."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
-            handler.addFilter(_QuietLibraries())
     # Read when transformers/huggingface_hub are first imported (lazily, later).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

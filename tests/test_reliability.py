@@ -288,3 +288,12 @@ def test_an_ingest_where_every_file_fails_creates_no_index(tmp_path: Path, embed
     assert not index_dir.exists()
     with pytest.raises(rag.IndexNotFoundError):
         rag.open_index(index_dir, make_settings(index_dir), create=False)
+
+
+def test_log_lines_are_terminal_safe_and_libraries_quiet() -> None:
+    script = ("import logging; from rag.console import configure_logging; configure_logging(0); "
+              "import bm25s; logging.getLogger('bm25s').debug('Building index from tokens'); "
+              "logging.getLogger('rag.ingest').warning('cannot read %s', 'evil\\nERROR forged\\x1b[31m.txt')")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["WARNING rag.ingest: cannot read evil\\nERROR forged\\x1b[31m.txt"]
