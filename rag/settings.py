@@ -18,8 +18,11 @@ from rag.redact import Redactor, safe_repr
 RetrievalMode = Literal["hybrid", "dense", "sparse"]
 #: Who writes answers; "auto": openai when configured, else local when it can run, else extractive.
 GeneratorName = Literal["auto", "openai", "local", "extractive"]
+#: Weights of the ONNX embedding backend: as exported, or int8 (dynamic, per channel).
+OnnxPrecision = Literal["fp32", "int8"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 GENERATOR_NAMES: tuple[GeneratorName, ...] = get_args(GeneratorName)
+ONNX_PRECISIONS: tuple[OnnxPrecision, ...] = get_args(OnnxPrecision)
 
 T = TypeVar("T")
 
@@ -134,6 +137,11 @@ class Settings:
     embed_batch_size: int = env("RAG_EMBED_BATCH", 16, int)
     #: Torch device for the embedder.
     device: str = env("RAG_DEVICE", "cpu")
+    #: The "onnx" backend's weights: "fp32" (same vectors as sentence-transformers) or "int8"
+    #: (smaller and faster, slightly different vectors: an index built with one needs the same).
+    onnx_precision: OnnxPrecision = env("RAG_ONNX_PRECISION", "fp32")
+    #: Intra-op threads of the "onnx" backend (0: onnxruntime's default, one per core).
+    onnx_threads: int = env("RAG_ONNX_THREADS", 0, int)
     #: Chunk size and overlap in model tokens.
     chunk_tokens: int = env("RAG_CHUNK_TOKENS", 200, int)
     chunk_overlap: int = env("RAG_CHUNK_OVERLAP", 40, int)
@@ -189,6 +197,10 @@ class Settings:
             raise ConfigError("RAG_CHUNK_OVERLAP must be >= 0 and smaller than RAG_CHUNK_TOKENS")
         if self.embed_batch_size < 1:
             raise ConfigError("RAG_EMBED_BATCH must be positive")
+        if self.onnx_precision not in ONNX_PRECISIONS:
+            raise ConfigError(f"RAG_ONNX_PRECISION must be one of {', '.join(ONNX_PRECISIONS)}")
+        if self.onnx_threads < 0:
+            raise ConfigError("RAG_ONNX_THREADS must be 0 (onnxruntime's default) or more")
         if self.max_file_mb <= 0:
             raise ConfigError("RAG_MAX_FILE_MB must be positive")
         if self.context_tokens < 0:
