@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,31 @@ BUNDLED: dict[str, Callable[[Settings], Path]] = {
 }
 
 
+def resolve_prompts(settings: Settings, name: str, saved: Mapping[str, str]) -> tuple[str, str]:
+    """(query prompt, passage prompt): the settings' overrides, else the model's saved
+    prompts, else the family's well-known ones. Shared with the onnx backend, whose
+    vectors must match this one's."""
+    query = saved.get("query")
+    passage = saved.get("document", saved.get("passage", saved.get("corpus")))
+    if query is None and passage is None:
+        for family, q, p in _FAMILY_PROMPTS:
+            if family in name.lower():
+                query, passage = q, p
+                break
+    return (settings.query_prefix if settings.query_prefix is not None else query or "",
+            settings.passage_prefix if settings.passage_prefix is not None else passage or "")
+
+
+def resolve_folder(settings: Settings, name: str) -> Path | None:
+    """The local folder of a ``bundled:`` name or a folder path; None for a hub name."""
+    if name.startswith("bundled:"):
+        if name not in BUNDLED:
+            raise EmbeddingModelError(f"unknown bundled model {name!r}; bundled models: {', '.join(BUNDLED)}")
+        return BUNDLED[name](settings)
+    path = Path(name).expanduser()
+    return path if path.is_dir() else None
+
+
 class SentenceTransformerEmbedder:
     """Embeds with sentence-transformers on the CPU (or RAG_DEVICE)."""
 
@@ -51,13 +76,8 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         name = settings.embed_model
-        if name.startswith("bundled:"):
-            if name not in BUNDLED:
-                raise EmbeddingModelError(
-                    f"unknown bundled model {name!r}; bundled models: {', '.join(BUNDLED)}")
-            location, local = str(BUNDLED[name](settings)), True
-        else:
-            location, local = name, Path(name).expanduser().is_dir()
+        folder = resolve_folder(settings, name)
+        location, local = (str(folder), True) if folder is not None else (name, False)
         try:
             self._model = SentenceTransformer(
                 location, device=settings.device,
@@ -79,16 +99,7 @@ class SentenceTransformerEmbedder:
                  name, self.dim, self.max_tokens, location)
 
     def _prompts(self, settings: Settings, name: str) -> tuple[str, str]:
-        saved = dict(getattr(self._model, "prompts", {}) or {})
-        query = saved.get("query")
-        passage = saved.get("document", saved.get("passage", saved.get("corpus")))
-        if query is None and passage is None:
-            for family, q, p in _FAMILY_PROMPTS:
-                if family in name.lower():
-                    query, passage = q, p
-                    break
-        return (settings.query_prefix if settings.query_prefix is not None else query or "",
-                settings.passage_prefix if settings.passage_prefix is not None else passage or "")
+        return resolve_prompts(settings, name, dict(getattr(self._model, "prompts", {}) or {}))
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         with self._lock:
