@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.embed import Embedder, load_embedder
+from rag.embed import Embedder, index_model_id, load_embedder, mismatch_hint
 from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderError, IndexNotFoundError,
                         InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
@@ -52,11 +52,11 @@ class NewsIndex:
         if manifest is None and not create:
             raise IndexNotFoundError(f"no index in {folder} (expected {folder / MANIFEST}); "
                                      f"build one with 'rag ingest PATH --index {folder}'")
-        if manifest is not None and manifest.embed_model != settings.embed_model:
+        if manifest is not None and manifest.embed_model != index_model_id(settings):
             raise ModelMismatchError(
                 f"index {folder} was built with embedding model {manifest.embed_model!r} "
-                f"(dim {manifest.dim}), but the configured model is {settings.embed_model!r}; "
-                f"set RAG_EMBED_MODEL={manifest.embed_model} or use another index folder")
+                f"(dim {manifest.dim}), but the configured model is {index_model_id(settings)!r}; "
+                f"{mismatch_hint(manifest.embed_model, settings)}")
         self._snapshot: Snapshot | None = None
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
@@ -141,7 +141,7 @@ class NewsIndex:
         """Counts, model, dates, publishers and languages of the current generation."""
         snap = self.snapshot()
         if snap is None:
-            return IndexStats(index=str(self.folder), embedding_model=self.settings.embed_model)
+            return IndexStats(index=str(self.folder), embedding_model=index_model_id(self.settings))
         m = snap.manifest
         first, last = snap.catalog.date_range()
         return IndexStats(
@@ -223,7 +223,7 @@ class NewsIndex:
             if not deleted:
                 return report
             s = self.settings
-            with GenerationWriter(self.folder, base, s.embed_model, base.manifest.dim, s.chunk_tokens,
+            with GenerationWriter(self.folder, base, index_model_id(s), base.manifest.dim, s.chunk_tokens,
                                   s.chunk_overlap, s.exact_search_limit) as writer:
                 writer.remove(list(deleted))
                 writer.publish()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.chunk import chunk_article
-from rag.embed import Embedder
+from rag.embed import Embedder, index_model_id
 from rag.ingest.articles import to_article
 from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
@@ -158,7 +158,7 @@ class Ingest:
         chunks = self.chunk(todo.todo, embedder)
         vectors = self.embed(todo.todo, chunks, embedder)
         s = self.settings
-        with GenerationWriter(self.folder, base, s.embed_model, embedder.dim, s.chunk_tokens, s.chunk_overlap,
+        with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
                               s.exact_search_limit) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
