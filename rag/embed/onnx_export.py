@@ -95,7 +95,7 @@ def ensure_exported(folder: Path, target_dir: Path, precision: str,
     """The ONNX file of ``precision`` for ``folder``, exported (and quantised) first if needed."""
     fp32 = target_dir / FILES["fp32"]
     if not is_current(fp32, folder, "fp32"):
-        announce(f"exporting embedding model {folder} to ONNX (once; about 15 s)")
+        announce(f"exporting embedding model {folder} to ONNX (once; about 10 s)")
         started = time.perf_counter()
         export_fp32(folder, fp32)
         log.info("exported %s in %.1f s", fp32, time.perf_counter() - started)
@@ -205,11 +205,13 @@ def _export(folder: Path, tmp: Path) -> dict[str, Any]:
     return {"torch": torch.__version__, "transformers": _version("transformers"), "check_max_error": error}
 
 
-class _DropRootWarnings(logging.Filter):
-    """quantize_dynamic logs a root-level advice to pre-process the model; it is noise here."""
+class _QuietQuantizer(logging.Filter):
+    """quantize_dynamic logs on the root logger: a line per skipped tensor (INFO) and an
+    advice to pre-process the model (WARNING). Both are noise here."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Please consider to run pre-processing")
+        return not (record.name == "root" and (record.levelno < logging.WARNING or
+                                               record.getMessage().startswith("Please consider")))
 
 
 def quantize_int8(folder: Path, fp32: Path, target: Path) -> None:
@@ -218,7 +220,7 @@ def quantize_int8(folder: Path, fp32: Path, target: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise EmbeddingModelError(f"RAG_ONNX_PRECISION=int8 needs the 'onnx' package: {exc}") from exc
-    root, drop = logging.getLogger(), _DropRootWarnings()
+    root, drop = logging.getLogger(), _QuietQuantizer()
     root.addFilter(drop)
     try:
         with _temporary(target) as tmp:
