@@ -9,7 +9,8 @@ Both sides use the same converted multilingual-e5-small model ("query: "/"passag
 normalised, batch 16) and 200-token chunks with 40 overlap in that model's tokens: ours with its
 sentence-aware chunker, the peer with RecursiveCharacterTextSplitter.from_huggingface_tokenizer.
 The peer stores vectors in FAISS.from_documents (MAX_INNER_PRODUCT = cosine) and save_local().
-"ours-default" is our default e5+USE ensemble: an extra row, not like-for-like.
+"ours-default" is our default e5+USE ensemble: an extra row, not like-for-like. "ours-onnx" and
+"ours-onnx-int8" are ours with RAG_EMBED_BACKEND=onnx (fp32 / int8 per-channel), same e5 model.
 Each (side, corpus) runs in a fresh child process, so peak RSS is per side. Model load is
 excluded from ingest time (reported as load s). Ingest = parse/clean + split + embed + index +
 save to disk; the sample corpus is read from its files by ours, the peer gets the already
@@ -37,7 +38,10 @@ from common import (REPO, SHARED, folder_bytes, load_xquad, machine, machine_lin
                     percentiles_ms, rank_metrics, rss_mb, write_json)
 
 E5 = "bundled:multilingual-e5-small"
-SIDES = {"ours": E5, "peer": E5, "ours-default": "bundled:multilingual-e5-small+use-m3"}
+SIDES = {"ours": E5, "peer": E5, "ours-default": "bundled:multilingual-e5-small+use-m3",
+         "ours-onnx": E5, "ours-onnx-int8": E5}
+#: Sides that run on another embedding backend than sentence-transformers: (backend, precision).
+SIDE_BACKENDS = {"ours-onnx": ("onnx", "fp32"), "ours-onnx-int8": ("onnx", "int8")}
 GOAL_SPEEDUP = 2.0
 Job = dict[str, Any]
 
@@ -81,28 +85,31 @@ def latency(search: Callable[[str], Any], queries: list[str]) -> dict[str, float
 def run_ours(job: Job, folder: Path) -> dict[str, Any]:
     import rag
     import rag.index as ri
+    import rag.pipeline as rp
     from rag.embed import load_embedder
     from rag.settings import Settings
 
-    settings = Settings.from_env(environ={}, dotenv=None, embed_model=job["model"], index_dir=folder, progress=False)
+    backend, precision = job.get("backend") or ("sentence-transformers", "fp32")
+    settings = Settings.from_env(environ={}, dotenv=None, embed_model=job["model"], index_dir=folder, progress=False,
+                                 embed_backend=backend, onnx_precision=precision)
     t0 = time.perf_counter()
     emb = load_embedder(settings)
     emb.embed_documents(["warm-up"]), emb.embed_query("warm-up")
     out: dict[str, Any] = {"load_s": time.perf_counter() - t0, "rss_loaded_mb": rss_mb()}
     timers: dict[str, float] = defaultdict(float)
     tokens: list[int] = []
-    chunk = timed(ri.chunk_article, timers, "chunk")
+    chunk = timed(rp.chunk_article, timers, "chunk")
 
     def chunk_and_count(*args: Any, **kwargs: Any) -> Any:
         chunks = chunk(*args, **kwargs)
         tokens.extend(c.n_tokens for c in chunks)
         return chunks
-    ri.chunk_article = chunk_and_count
+    rp.chunk_article = chunk_and_count  # the ingest's halves: reading in rag.index, the rest in rag.pipeline
     ri.read_file = timed_iter(ri.read_file, timers, "parse")
-    ri.to_article = timed(ri.to_article, timers, "clean")
+    rp.to_article = timed(rp.to_article, timers, "clean")
     emb.embed_documents = timed(emb.embed_documents, timers, "embed")  # type: ignore[method-assign]
     for name in ("__init__", "add", "remove", "publish"):
-        setattr(ri.GenerationWriter, name, timed(getattr(ri.GenerationWriter, name), timers, "write"))
+        setattr(rp.GenerationWriter, name, timed(getattr(rp.GenerationWriter, name), timers, "write"))
 
     idx = rag.open_index(folder, settings)
     t0 = time.perf_counter()
@@ -221,7 +228,14 @@ def report(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str,
         for side, r in sides.items():
             parts = ", ".join(f"{k} {v:.2f}" for k, v in r["breakdown_s"].items())
             print(f"  {side} ingest breakdown (s): {parts}")
-        ours, peer = sides.get("ours"), sides.get("peer")
+        peer = sides.get("peer")
+        for side, r in sides.items():
+            if side.startswith("ours-onnx") and peer:
+                speed = (r["articles"] / r["ingest_s"]) / (peer["articles"] / peer["ingest_s"])
+                print(f"  {side} / peer: articles/s {speed:.2f}x, "
+                      f"dense query p50 {r['latency_dense']['p50_ms'] / peer['latency_dense']['p50_ms']:.2f}x, "
+                      f"peak RSS {r['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x")
+        ours = sides.get("ours")
         if ours and peer:
             ratios[corpus] = {
                 "ingest_time": ours["ingest_s"] / peer["ingest_s"],
@@ -285,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             for side in args.sides.split(","):
                 print(f"... {corpus}: {side}", file=sys.stderr, flush=True)
                 path = Path(tmp) / f"{corpus}-{side}.json"
-                path.write_text(json.dumps(job | {"model": SIDES[side]}), encoding="utf-8")
+                path.write_text(json.dumps(job | {"model": SIDES[side], "backend": SIDE_BACKENDS.get(side)}),
+                                encoding="utf-8")
                 proc = subprocess.run([sys.executable, __file__, "--side", side, "--job", str(path)],
                                       cwd=REPO, stdout=subprocess.PIPE, text=True, check=True)
                 results[corpus][side] = json.loads(proc.stdout.strip().splitlines()[-1])
