@@ -95,10 +95,14 @@ class NewsIndex:
                 return None
             try:
                 return Snapshot(self.folder, manifest)
-            except (FileNotFoundError, IndexCorruptError):
+            except (FileNotFoundError, IndexCorruptError) as exc:
                 latest = read_manifest(self.folder)
                 if latest is not None and latest.generation == manifest.generation:
-                    raise
+                    if isinstance(exc, IndexCorruptError):
+                        raise
+                    raise IndexCorruptError(f"index {self.folder}: {exc.filename or exc} named by the manifest is "
+                                            f"missing; the index is damaged (restore it or rebuild it with "
+                                            f"'rag ingest')") from exc
                 log.debug("generation %d was superseded while opening it; retrying", manifest.generation)
                 time.sleep(0.01 * attempt)
         raise IndexCorruptError(f"index {self.folder}: generation folder keeps disappearing")

@@ -297,3 +297,12 @@ def test_log_lines_are_terminal_safe_and_libraries_quiet() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == ["WARNING rag.ingest: cannot read evil\\nERROR forged\\x1b[31m.txt"]
+
+
+def test_a_missing_current_generation_is_a_clear_error(tmp_path: Path, embedder) -> None:
+    index_dir = tmp_path / "index"
+    rag.open_index(index_dir, make_settings(index_dir)).add_articles([{"id": "a", "text": "Die Stadt baut."}])
+    (current,) = _gens(index_dir)
+    shutil.rmtree(index_dir / current)  # not a writer's clean-up: the manifest still names it
+    with pytest.raises(rag.IndexCorruptError, match=f"{current}.*missing; the index is damaged"):
+        rag.open_index(index_dir, make_settings(index_dir)).stats()
