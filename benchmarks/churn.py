@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import rag
@@ -83,14 +84,19 @@ class Readers:
                     failure = None if ok else "wrong or empty result"
                 except Exception as exc:  # noqa: BLE001 - a failed request is what we count
                     failure = f"{type(exc).__name__}: {str(exc)[:120]}"
-                took = time.perf_counter() - start
-                with self._lock:
-                    if failure:
-                        self.failures[failure] += 1
-                    else:
-                        self.latency[kind].append(took)
+                self.record(kind, failure, time.perf_counter() - start)
                 time.sleep(0.02)
 
+        self.run_threads(work)
+
+    def record(self, kind: str, failure: str | None, took: float) -> None:
+        with self._lock:
+            if failure:
+                self.failures[failure] += 1
+            else:
+                self.latency[kind].append(took)
+
+    def run_threads(self, work: Callable[[int], None]) -> None:
         threads = [threading.Thread(target=work, args=(i,)) for i in range(self.threads)]
         for t in threads:
             t.start()
@@ -155,18 +161,10 @@ class PeerReaders(Readers):
                     failure = None if current().similarity_search("Regierung Wien Bank", k=5) else "no result"
                 except Exception as exc:  # noqa: BLE001
                     failure = f"{type(exc).__name__}: {str(exc)[:120]}"
-                with self._lock:
-                    if failure:
-                        self.failures[failure] += 1
-                    else:
-                        self.latency["search"].append(time.perf_counter() - start)
+                self.record("search", failure, time.perf_counter() - start)
                 time.sleep(0.02)
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(self.threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self.run_threads(work)
 
 
 def run_peer(texts: list[str], args: argparse.Namespace) -> tuple[PeerReaders, float]:
