@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rag.embed import Embedder, index_model_id, load_embedder, mismatch_hint
+from rag.embed import Embedder, index_model_id, load_embedder, mismatch_hint, settle
 from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderError, IndexNotFoundError,
                         InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
@@ -44,11 +44,12 @@ class NewsIndex:
 
     def __init__(self, folder: Path, settings: Settings, *, create: bool = True) -> None:
         self.folder = folder
-        self.settings = settings
         if folder.exists() and not folder.is_dir():
             raise IndexFolderError(f"{folder} is a file, not an index folder; give a folder with --index "
                                    f"or RAG_INDEX (it is created if missing)")
         manifest = read_manifest(folder) if folder.is_dir() else None
+        # RAG_ONNX_PRECISION=auto keeps an existing index's precision (an index built on torch stays fp32).
+        self.settings = settings = settle(settings, manifest.embed_model if manifest else None)
         if manifest is None and not create:
             raise IndexNotFoundError(f"no index in {folder} (expected {folder / MANIFEST}); "
                                      f"build one with 'rag ingest PATH --index {folder}'")

@@ -18,8 +18,9 @@ from rag.redact import Redactor, safe_repr
 RetrievalMode = Literal["hybrid", "dense", "sparse"]
 #: Who writes answers; "auto": openai when configured, else local when it can run, else extractive.
 GeneratorName = Literal["auto", "openai", "local", "extractive"]
-#: Weights of the ONNX embedding backend: as exported, or int8 (dynamic, per channel).
-OnnxPrecision = Literal["fp32", "int8"]
+#: Weights of the ONNX embedding backend: as exported, int8 (dynamic, per channel), or "auto":
+#: int8 for a new index, and whatever an existing index was built with (see rag.embed.settle).
+OnnxPrecision = Literal["auto", "fp32", "int8"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 GENERATOR_NAMES: tuple[GeneratorName, ...] = get_args(GeneratorName)
 ONNX_PRECISIONS: tuple[OnnxPrecision, ...] = get_args(OnnxPrecision)
@@ -126,8 +127,9 @@ class Settings:
     #: "bundled:multilingual-e5-small", "bundled:all-MiniLM-L6-v2", a hub name, a local
     #: folder, or several joined by "+" (see rag.embed).
     embed_model: str = env("RAG_EMBED_MODEL", DEFAULT_EMBED_MODEL)
-    #: Key of rag.embed.BACKENDS.
-    embed_backend: str = env("RAG_EMBED_BACKEND", "sentence-transformers")
+    #: Key of rag.embed.BACKENDS, or "auto": onnx (no torch) for bundled models and local
+    #: folders it can run, sentence-transformers for everything else (hub names).
+    embed_backend: str = env("RAG_EMBED_BACKEND", "auto")
     #: Where converted bundled models are kept.
     model_dir: Path = env("RAG_MODEL_DIR", parse=Path, default_factory=_default_model_dir)
     #: Override the model's own query / passage prompts.
@@ -137,9 +139,10 @@ class Settings:
     embed_batch_size: int = env("RAG_EMBED_BATCH", 16, int)
     #: Torch device for the embedder.
     device: str = env("RAG_DEVICE", "cpu")
-    #: The "onnx" backend's weights: "fp32" (same vectors as sentence-transformers) or "int8"
-    #: (smaller and faster, slightly different vectors: an index built with one needs the same).
-    onnx_precision: OnnxPrecision = env("RAG_ONNX_PRECISION", "fp32")
+    #: The "onnx" backend's weights: "fp32" (same vectors as sentence-transformers), "int8"
+    #: (smaller and faster, slightly different vectors: an index built with one needs the same)
+    #: or "auto" (int8 for a new index, the index's own precision for an existing one).
+    onnx_precision: OnnxPrecision = env("RAG_ONNX_PRECISION", "auto")
     #: Intra-op threads of the "onnx" backend (0: onnxruntime's default, one per core).
     onnx_threads: int = env("RAG_ONNX_THREADS", 0, int)
     #: Chunk size and overlap in model tokens.

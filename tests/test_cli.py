@@ -49,7 +49,7 @@ def test_ingest_list_stats_delete_round_trip(tmp_path: Path) -> None:
     listed = json.loads(run("list", "--json", index=index).stdout)
     assert {row["id"] for row in listed} >= {"a1"} and len(listed) == 2
     stats = json.loads(run("stats", "--json", index=index).stdout)
-    assert stats["articles"] == 2 and stats["embedding_model"] == "bundled:multilingual-e5-small+use-m3"
+    assert stats["articles"] == 2 and stats["embedding_model"] == "bundled:multilingual-e5-small+use-m3@onnx-int8"
     assert "OPENAI" not in json.dumps(stats)
 
     run("delete", "a1", index=index)

@@ -35,7 +35,7 @@ def test_add_search_and_manifest(index: rag.NewsIndex) -> None:
     assert hits[0].article_id == "ecb" and hits[0].score > hits[1].score
     assert isinstance(hits[0], rag.Hit) and hits[0].title == "EZB erhöht Leitzins"
     manifest = json.loads((index.folder / "manifest.json").read_text())
-    assert manifest["embedding"] == {"model": index.settings.embed_model, "dim": 896}
+    assert manifest["embedding"] == {"model": index.settings.embed_model + "@onnx-int8", "dim": 896}  # int8 ONNX
     assert manifest["counts"] == {"articles": 4, "chunks": 4}
     assert manifest["vector_index"]["kind"] == "flat"
     data = index.folder / manifest["data_dir"]

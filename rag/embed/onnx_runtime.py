@@ -81,6 +81,26 @@ def _read_json_list(path: Path) -> list[dict[str, Any]]:
     return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
 
+def runs_on_onnx(folder: Path) -> bool:
+    """Whether this backend can run the sentence-transformers folder (RAG_EMBED_BACKEND=auto
+    asks): a Transformer -> Pooling (mean/CLS) -> Normalize pipeline with a tokenizer.json
+    and no lower-casing."""
+    try:
+        _pooling(folder)
+    except EmbeddingModelError:
+        return False
+    st_config = _read_json_quiet(folder / "sentence_bert_config.json")
+    return (folder / "tokenizer.json").is_file() and (folder / "modules.json").is_file() \
+        and not st_config.get("do_lower_case")
+
+
+def _read_json_quiet(path: Path) -> dict[str, Any]:
+    try:
+        return _read_json(path)
+    except EmbeddingModelError:
+        return {}
+
+
 def _announcer(settings: Settings) -> Callable[[str], None]:
     """A one-time export takes seconds: say so on stderr when progress is shown, else log it."""
     show = settings.progress if settings.progress is not None else sys.stderr.isatty()
@@ -127,18 +147,14 @@ class OnnxEmbedder:
         if not {"input_ids", "attention_mask"} <= self._inputs:
             raise EmbeddingModelError(f"{model_file} takes {sorted(self._inputs)}, not input_ids/attention_mask")
 
-        try:
-            counting = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:  # a 17 MB tokenizer.json parses in ~0.7 s: one instance, its truncation set per call
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:  # tokenizers raises a plain Exception for bad files
             raise EmbeddingModelError(f"cannot load {folder / 'tokenizer.json'}: {exc}") from exc
-        counting.no_padding()
-        counting.no_truncation()
-        self._count_tokenizer = counting
-        # A second instance truncates: the tokenizer's settings are shared state.
-        self._tokenizer = Tokenizer.from_str(counting.to_str())
-        self._tokenizer.enable_truncation(self.max_tokens)
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
         self._pad_id = int(config.get("pad_token_id") if config.get("pad_token_id") is not None
-                           else counting.token_to_id("<pad>") or counting.token_to_id("[PAD]") or 0)
+                           else tokenizer.token_to_id("<pad>") or tokenizer.token_to_id("[PAD]") or 0)
         self.dim = int(config.get("hidden_size") or self._session.get_outputs()[0].shape[-1])
         prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
         self._query_prefix, self._passage_prefix = resolve_prompts(settings, name, prompts)
@@ -146,7 +162,8 @@ class OnnxEmbedder:
         self.model_id = name if settings.onnx_precision == "fp32" else name + INT8_SUFFIX
         self.precision = settings.onnx_precision
         self.folder, self.model_file = folder, model_file
-        # Fast tokenizers are not re-entrant; the session is (onnxruntime allows concurrent run()).
+        # Fast tokenizers are not re-entrant, and truncation is set per call; the session is
+        # (onnxruntime allows concurrent run()).
         self._lock = threading.Lock()
         log.info("loaded embedding model %s on onnxruntime (%s, %s; dim %d, max %d tokens, %s threads)",
                  name, settings.onnx_precision, model_file.name, self.dim, self.max_tokens,
@@ -155,6 +172,7 @@ class OnnxEmbedder:
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         # As sentence-transformers 6 does: the prompt glued before the text, nothing stripped.
         with self._lock:
+            self._tokenizer.enable_truncation(self.max_tokens)
             encodings = self._tokenizer.encode_batch([prefix + t for t in texts])
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for rows in self._batches([len(e.ids) for e in encodings]):
@@ -206,8 +224,9 @@ class OnnxEmbedder:
         if not texts:
             return []
         with self._lock:
-            encodings = self._count_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+            self._tokenizer.no_truncation()
+            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [len(e.ids) for e in encodings]
 
 
-__all__ = ["OnnxEmbedder"]
+__all__ = ["OnnxEmbedder", "runs_on_onnx"]

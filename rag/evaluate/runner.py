@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import rag
+from rag.embed import index_model_id
 from rag.evaluate.base import Adapter, EvalOptions, RunResult, RunSpec
 from rag.evaluate.cache import default_cache_dir, open_eval_index
 from rag.evaluate.errors import DatasetNotFoundError, EvalError
@@ -156,6 +157,7 @@ def _settings_used(settings: Settings, options: EvalOptions, adapter: Adapter, c
     generator = adapter.generator if options.answers else None
     return {
         "embed_model": settings.embed_model, "embed_backend": settings.embed_backend,
+        "index_model_id": index_model_id(settings),
         "chunk_tokens": [s.chunk_tokens for s, _ in plan(options, settings)],
         "chunk_overlap": [s.chunk_overlap for s, _ in plan(options, settings)],
         "modes": list(options.modes), "rerankers": list(options.rerankers),
