@@ -3,7 +3,8 @@
 
 Run from the repository root (prints figures; this is not a test):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/onnx_embed.py [--shared ../shared] [--threads 1,2] [--json out.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/onnx_embed.py [--shared ../shared] [--threads 1,2] \
+        [--workers 2] [--json out.json]
 
 Each configuration runs in its own process (so one cannot warm the next, and the ONNX ones
 show whether torch was imported). Per configuration:
@@ -18,6 +19,10 @@ show whether torch was imported). Per configuration:
   a preparation process makes it first and its time is printed separately).
 * cold start: wall time of a fresh ``python -c`` that imports rag, loads the model and embeds
   one query (median of --cold-runs; the page cache is warm after the first run).
+* worker processes (--workers N, ORT int8 and fp32): N processes with 1 intra-op thread each,
+  every one embedding its share of the same passages, all started at one agreed instant after
+  loading; passages/s = all passages / (last finish - start). Compare with one process of N
+  threads above.
 """
 
 from __future__ import annotations
@@ -114,6 +119,38 @@ def child(config: dict[str, Any], shared: Path, n_passages: int) -> dict[str, An
             "heavy_imports": [m for m in HEAVY if m in sys.modules], "model_id": emb.model_id}
 
 
+def worker(config: dict[str, Any], shared: Path, n_passages: int, part: int, parts: int,
+           start_at: float) -> dict[str, Any]:
+    """One of ``parts`` processes: load, warm up, wait for ``start_at`` (wall clock), embed a share."""
+    sys.path.insert(0, str(REPO))
+    from rag.embed import load_embedder
+
+    emb = load_embedder(settings_for(config))
+    passages = news_passages(shared, n_passages)
+    emb.embed_documents(passages[:16])
+    if time.time() > start_at:
+        raise SystemExit("worker loaded after the agreed start; raise the start delay")
+    time.sleep(start_at - time.time())
+    emb.embed_documents(passages[part::parts])
+    return {"finished_at": time.time(), "passages": len(passages[part::parts])}
+
+
+def workers(config: dict[str, Any], env: dict[str, str], shared: Path, n_passages: int, parts: int) -> float:
+    """passages/s of ``parts`` single-threaded processes embedding one set together."""
+    start_at = time.time() + 25.0
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config), "--part", str(i),
+                               "--parts", str(parts), "--start-at", str(start_at), "--shared", str(shared),
+                               "--passages", str(n_passages)], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+             for i in range(parts)]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"worker of {config} failed")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return sum(r["passages"] for r in results) / (max(r["finished_at"] for r in results) - start_at)
+
+
 def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, *args], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -164,8 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passages", type=int, default=1000)
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ap.add_argument("--workers", type=int, default=2, help="processes of 1 thread each (0: skip)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--parts", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker), args.shared, args.passages, args.part, args.parts,
+                                args.start_at)))
+        return 0
     if args.child:
         print(json.dumps(child(json.loads(args.child), args.shared, args.passages)))
         return 0
@@ -205,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cold_start_s']:>6.2f}  {r['peak_rss_mb']:>6.0f}  {'yes' if r['heavy_imports'] else 'no'}")
     print(f"torch threads: {rows[0]['threads_used']}; cold = fresh process: import rag + load + one query "
           f"(median of {args.cold_runs}); RSS = peak of the measuring process.")
-    write_json(args.json, {"machine": facts, "exports": exports, "rows": rows})
+    pools = {}
+    if args.workers > 1:
+        for precision in ("fp32", "int8"):
+            config = {"name": f"ORT {precision}", "backend": "onnx", "precision": precision, "threads": 1}
+            print(f"... {args.workers} workers, {config['name']}", file=sys.stderr, flush=True)
+            pools[precision] = workers(config, env, args.shared, args.passages, args.workers)
+            print(f"ORT {precision}, {args.workers} processes x 1 thread: {pools[precision]:.1f} passages/s")
+    write_json(args.json, {"machine": facts, "exports": exports, "rows": rows, "worker_processes": pools})
     return 0
 
 
