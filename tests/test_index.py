@@ -290,3 +290,61 @@ def test_index_of_the_previous_format_opens_and_upgrades(tmp_path: Path, embedde
     assert (after.stats().articles, after.stats().chunks) == (before.articles, before.chunks) == (2, 2)
     assert [h.article_id for h in after.search("Which banks did Facebook ask?", k=1)] == ["banken-de"]
     assert after.upgrade() is False  # already current
+
+
+# ---- chunking overlapped with embedding ----
+CITIES = ["Hamburg", "München", "Köln", "Leipzig", "Dresden", "Bremen", "Kiel", "Mainz", "Erfurt", "Potsdam"]
+TOPICS = ["Die Stadtwerke erhöhen die Wasserpreise um {n} Prozent.",
+          "Der Stadtrat beschließt {n} neue Kitas bis zum Jahr 2030.",
+          "Die Feuerwehr rückte am Wochenende zu {n} Einsätzen aus.",
+          "Im Zoo kamen in diesem Frühjahr {n} Jungtiere zur Welt.",
+          "Die Straßenbahnlinie {n} fährt ab Montag im Zehnminutentakt.",
+          "Das Theater zeigt ab Herbst {n} Premieren in der neuen Spielzeit."]
+
+
+def test_chunks_and_vectors_stay_aligned_across_embedding_windows(tmp_path: Path) -> None:
+    """Chunking runs in a thread ahead of the embedding, window by window: every stored vector
+    must still belong to its own chunk, and progress must end at the exact chunk count.
+    e5 in fp32: int8 vectors move by ~0.003 with their batch companions (the activations'
+    scale is dynamic), fp32 ones do not, so the check can be exact."""
+    from rag.embed import load_embedder
+    from rag.pipeline import EMBED_WINDOW
+
+    settings = make_settings(tmp_path / "index", chunk_tokens=24, chunk_overlap=0,
+                             embed_model="bundled:multilingual-e5-small", onnx_precision="fp32")
+    embedder = load_embedder(settings)
+    articles = [{"id": f"{city}-{i}", "text": " ".join(t.format(n=3 + i * 7 + k) + f" Das meldet {city}."
+                                                     for k, t in enumerate(TOPICS))}
+                for i, city in enumerate(CITIES * 10)]
+    events: list[tuple[str, int, int]] = []
+    idx = rag.open_index(settings.index_dir, settings)
+    report = idx.add_articles(articles, progress=lambda stage, done, total: events.append((stage, done, total)))
+    assert report.ok and len(report.added) == len(articles)
+    assert report.chunks_added > 2 * EMBED_WINDOW  # several windows, so the overlap was exercised
+    embedding = [(done, total) for stage, done, total in events if stage == "embedding"]
+    assert [d for d, _ in embedding] == sorted(d for d, _ in embedding)
+    assert embedding[-1] == (report.chunks_added, report.chunks_added)
+
+    for question in ("Wie viele Premieren zeigt das Theater in Kiel?", "Wasserpreise in Dresden",
+                     "Feuerwehr Einsätze Bremen am Wochenende"):
+        hits = idx.search(question, k=5, mode="dense")
+        recomputed = embedder.embed_documents([h.text for h in hits]) @ embedder.embed_query(question)
+        assert [h.similarity for h in hits] == pytest.approx(recomputed.tolist(), abs=1e-4)
+
+
+def test_a_chunking_failure_fails_the_ingest_and_writes_nothing(index: rag.NewsIndex,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.pipeline as rp
+
+    real = rp.chunk_article
+
+    def chunk_article(article, *args, **kwargs):
+        if article.id == "b":
+            raise RuntimeError("chunker broke on b")
+        return real(article, *args, **kwargs)
+
+    monkeypatch.setattr(rp, "chunk_article", chunk_article)
+    with pytest.raises(RuntimeError, match="chunker broke on b"):
+        index.add_articles([{"id": x, "text": f"Artikel {x}: Die Bahn streikt am Montag im Fernverkehr."}
+                            for x in "abc"])
+    assert index.snapshot() is None or index.stats().articles == 0
