@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = report(results)
     print("\n" + verdict(results, ratios))
     print("Breakdown: ours parse = reading files, clean = cleaning + language detection + hashing, chunk includes "
-          "token counting and runs in a thread beside embed (so the parts can add up to more than the total; "
-          "other is then negative), write = SQLite + BM25 + FAISS + fsync; peer index = FAISS build + docstore.")
+          "token counting, write = SQLite + BM25 + FAISS + fsync; peer index = FAISS build + docstore.")
     write_json(args.json, {"machine": facts, "model_path": model_path, "limit": args.limit, "results": results,
                            "ratios": ratios})
     return 0

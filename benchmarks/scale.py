@@ -68,6 +68,7 @@ def synthetic_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 
 def build(size: int, dim: int, folder: Path, words: int) -> dict[str, Any]:
     import rag
+    from rag.embed import index_model_id
     from rag.store.generation import GenerationWriter
     from rag.store.lock import WriteLock
     from rag.store.manifest import read_manifest
@@ -89,7 +90,7 @@ def build(size: int, dim: int, folder: Path, words: int) -> dict[str, Any]:
     s = idx.settings
     t0 = time.perf_counter()
     with WriteLock(folder, 0):
-        writer = GenerationWriter(folder, snap, s.embed_model, dim, s.chunk_tokens, s.chunk_overlap,
+        writer = GenerationWriter(folder, snap, index_model_id(s), dim, s.chunk_tokens, s.chunk_overlap,
                                   s.exact_search_limit)
         gen_s = 0.0  # making the synthetic data is not the store's cost
         for block in range(0, n_syn, BLOCK):
@@ -198,7 +199,7 @@ def faiss_only(size: int, dim: int, n_queries: int) -> dict[str, Any]:
         # the serialised size: what the index file and its in-memory copy hold (RSS deltas are
         # blurred by the allocator reusing freed pages); the id map adds 8-16 bytes per vector
         out[f"{kind}_bytes_per_chunk"] = len(faiss.serialize_index(index)) / size
-        out[f"dense_{kind}"], found[kind] = loop(lambda q: index.search(q[None, :], 10)[1][0], list(queries))
+        out[f"dense_{kind}"], found[kind] = loop(lambda q, index=index: index.search(q[None, :], 10)[1][0], list(queries))
         del index
     m = min(len(found["flat"]), len(found["hnsw"]))
     out["hnsw_recall@10"] = float(np.mean([len(set(found["hnsw"][i]) & set(found["flat"][i])) / 10

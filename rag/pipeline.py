@@ -8,9 +8,7 @@ whose ``NewsIndex`` calls it."""
 from __future__ import annotations
 
 import logging
-import queue
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +29,6 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[str, int, int], None]
 #: Chunks embedded per call: small enough for a smooth progress bar.
 EMBED_SLICE = 64
-#: Chunks sorted by length together (less padding), then embedded EMBED_SLICE at a time.
-EMBED_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -159,7 +155,8 @@ class Ingest:
             report.planned(todo, 0)
             return
         embedder = self._embedder()
-        chunks, vectors = self.chunk_and_embed(todo.todo, embedder)
+        chunks = self.chunk(todo.todo, embedder)
+        vectors = self.embed(todo.todo, chunks, embedder)
         s = self.settings
         with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
                               s.exact_search_limit) as writer:
@@ -175,76 +172,32 @@ class Ingest:
         self._snapshot()
         report.planned(todo, sum(len(c) for c in chunks))
 
-    def chunk_size(self, embedder: Embedder) -> tuple[int, int]:
-        """Chunk target and overlap in model tokens, leaving room for the title line and the
-        model's prompt inside its window."""
+    def chunk(self, articles: Sequence[Article], embedder: Embedder) -> list[list[Chunk]]:
+        # Leave room for the title line and the model's prompt inside its window.
         target = min(self.settings.chunk_tokens, max(16, embedder.max_tokens - 48))
+        overlap = min(self.settings.chunk_overlap, target // 2)
         if target < self.settings.chunk_tokens:
             log.warning("RAG_CHUNK_TOKENS=%d exceeds what %s reads; using %d", self.settings.chunk_tokens,
                         embedder.model_id, target)
-        return target, min(self.settings.chunk_overlap, target // 2)
+        return [chunk_article(a, embedder.count_tokens, target, overlap) for a in articles]
 
-    def chunk_and_embed(self, articles: Sequence[Article], embedder: Embedder) -> tuple[list[list[Chunk]], Any]:
-        """Every article's chunks, and their vectors (rows in chunk order). Chunking (Python,
-        holding the GIL) runs in a thread ahead of the embedding (onnxruntime and BLAS release
-        the GIL), so after the first window it costs no wall time."""
+    def embed(self, articles: Sequence[Article], chunks: list[list[Chunk]], embedder: Embedder) -> Any:
         import numpy as np
 
-        target, overlap = self.chunk_size(embedder)
-        produced: queue.Queue[list[Chunk] | BaseException] = queue.Queue()
-        stop = threading.Event()
-
-        def chunker() -> None:
-            try:
-                for article in articles:
-                    if stop.is_set():
-                        return
-                    produced.put(chunk_article(article, embedder.count_tokens, target, overlap))
-            except BaseException as exc:  # handed over to the embedding side, which raises it
-                produced.put(exc)
-
-        thread = threading.Thread(target=chunker, name="rag-chunker", daemon=True)
-        thread.start()
-        chunks: list[list[Chunk]] = []
-        texts: list[str] = []
-        parts: list[np.ndarray] = []
-        bar = progress_bar(self.settings, "Embedding", 0, "chunk")
-        bar(0)
-        try:
-            while True:
-                while len(chunks) < len(articles) and len(texts) - sum(map(len, parts)) < EMBED_WINDOW:
-                    item = produced.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    texts += [embedding_text(articles[len(chunks)], c) for c in item]
-                    chunks.append(item)
-                done = sum(map(len, parts))
-                if done == len(texts) and len(chunks) == len(articles):
-                    break
-                # Exact once every article is chunked; extrapolated from those chunked before.
-                total = len(texts) if len(chunks) == len(articles) else len(texts) * len(articles) // len(chunks)
-                window = texts[done:done + EMBED_WINDOW]
-                parts.append(self.embed_window(window, embedder, lambda n: (bar(done + n, total),
-                                                                           self._report("embedding", done + n, total))))
-        finally:
-            stop.set()
-            bar(None)
-        thread.join()
-        vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
-        return chunks, vectors
-
-    @staticmethod
-    def embed_window(texts: Sequence[str], embedder: Embedder, progress: Callable[[int], object]) -> Any:
-        """Vectors of ``texts`` (in order): sorted by length so each batch pads little,
-        embedded EMBED_SLICE at a time, ``progress(done)`` after each slice."""
-        import numpy as np
-
+        texts = [embedding_text(a, c) for a, cs in zip(articles, chunks) for c in cs]
+        if not texts:
+            return np.zeros((0, embedder.dim), np.float32)
+        # Sort by length so each batch pads little; restore order afterwards.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), embedder.dim), np.float32)
+        bar = progress_bar(self.settings, "Embedding", len(texts), "chunk")
         for start in range(0, len(order), EMBED_SLICE):
-            rows = order[start:start + EMBED_SLICE]
-            out[rows] = embedder.embed_documents([texts[i] for i in rows])
-            progress(min(start + EMBED_SLICE, len(order)))
+            idx = order[start:start + EMBED_SLICE]
+            out[idx] = embedder.embed_documents([texts[i] for i in idx])
+            done = min(start + EMBED_SLICE, len(order))
+            bar(done)
+            self._report("embedding", done, len(texts))
+        bar(None)
         return out
 
     def _report(self, stage: str, done: int, total: int) -> None:
@@ -268,25 +221,18 @@ def embedding_text(article: Article, chunk: Chunk) -> str:
     return chunk.text
 
 
-def progress_bar(settings: Settings, desc: str, total: int, unit: str) -> Callable[..., None]:
-    """A tqdm bar on stderr when progress is on; call it with the number done (and the total
-    when it changes), None to close. total 0: not known yet."""
+def progress_bar(settings: Settings, desc: str, total: int, unit: str) -> Callable[[int | None], None]:
+    """A tqdm bar on stderr when progress is on; call it with the number done, None to close."""
     show = settings.progress if settings.progress is not None else sys.stderr.isatty()
-    if not show:
-        return lambda n, total=None: None
-    bar: Any = None
+    if not show or total == 0:
+        return lambda n: None
+    from tqdm import tqdm
 
-    def update(n: int | None, new_total: int | None = None) -> None:
-        nonlocal bar
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+    def update(n: int | None) -> None:
         if n is None:
-            if bar is not None:
-                bar.close()
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=new_total or total or None, desc=desc, unit=unit, file=sys.stderr, leave=False)
-        elif new_total is not None and new_total != bar.total:
-            bar.total = new_total
-        bar.update(n - bar.n)
+            bar.close()
+        else:
+            bar.update(n - bar.n)
     return update

@@ -292,7 +292,7 @@ def test_index_of_the_previous_format_opens_and_upgrades(tmp_path: Path, embedde
     assert after.upgrade() is False  # already current
 
 
-# ---- chunking overlapped with embedding ----
+# ---- chunks and their vectors ----
 CITIES = ["Hamburg", "München", "Köln", "Leipzig", "Dresden", "Bremen", "Kiel", "Mainz", "Erfurt", "Potsdam"]
 TOPICS = ["Die Stadtwerke erhöhen die Wasserpreise um {n} Prozent.",
           "Der Stadtrat beschließt {n} neue Kitas bis zum Jahr 2030.",
@@ -302,13 +302,13 @@ TOPICS = ["Die Stadtwerke erhöhen die Wasserpreise um {n} Prozent.",
           "Das Theater zeigt ab Herbst {n} Premieren in der neuen Spielzeit."]
 
 
-def test_chunks_and_vectors_stay_aligned_across_embedding_windows(tmp_path: Path) -> None:
-    """Chunking runs in a thread ahead of the embedding, window by window: every stored vector
-    must still belong to its own chunk, and progress must end at the exact chunk count.
-    e5 in fp32: int8 vectors move by ~0.003 with their batch companions (the activations'
-    scale is dynamic), fp32 ones do not, so the check can be exact."""
+def test_chunks_and_vectors_stay_aligned_across_embedding_slices(tmp_path: Path) -> None:
+    """Chunks are embedded sorted by length, EMBED_SLICE at a time, and put back in order:
+    every stored vector must belong to its own chunk, and progress must end at the exact
+    chunk count. e5 in fp32: int8 vectors move by ~0.003 with their batch companions (the
+    activations' scale is dynamic), fp32 ones do not, so the check can be exact."""
     from rag.embed import load_embedder
-    from rag.pipeline import EMBED_WINDOW
+    from rag.pipeline import EMBED_SLICE
 
     settings = make_settings(tmp_path / "index", chunk_tokens=24, chunk_overlap=0,
                              embed_model="bundled:multilingual-e5-small", onnx_precision="fp32")
@@ -320,7 +320,7 @@ def test_chunks_and_vectors_stay_aligned_across_embedding_windows(tmp_path: Path
     idx = rag.open_index(settings.index_dir, settings)
     report = idx.add_articles(articles, progress=lambda stage, done, total: events.append((stage, done, total)))
     assert report.ok and len(report.added) == len(articles)
-    assert report.chunks_added > 2 * EMBED_WINDOW  # several windows, so the overlap was exercised
+    assert report.chunks_added > 4 * EMBED_SLICE  # several slices, reordered by length
     embedding = [(done, total) for stage, done, total in events if stage == "embedding"]
     assert [d for d, _ in embedding] == sorted(d for d, _ in embedding)
     assert embedding[-1] == (report.chunks_added, report.chunks_added)
