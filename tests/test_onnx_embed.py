@@ -301,3 +301,70 @@ def test_concurrent_queries_equal_serial(ort32) -> None:
         t.join(timeout=120)
     for want, got in zip(serial, results):
         assert got is not None and np.allclose(got, want, atol=1e-6)
+
+
+# ---- the compact (SentencePiece) tokenizer for Unigram vocabularies ----
+def _reference(folder: Path):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def test_e5_uses_the_compact_tokenizer_with_the_same_ids(ort32) -> None:
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    assert ort32.tokenizer_kind == "sentencepiece"
+    ref = _reference(ort32.folder)
+    long_text = "Die Bahn streikt. " * 400  # over the 512-token window
+    fixed = TEXTS + ["", " ", "  two leading", "<s> literal </s> <mask>", "\x00\u200b\ufeff", long_text]
+    assert ort32._ids(fixed, special=False) == [e.ids for e in ref.encode_batch(fixed, add_special_tokens=False)]
+    ref.enable_truncation(ort32.max_tokens)
+    want = [e.ids for e in ref.encode_batch(fixed, add_special_tokens=True)]
+    assert ort32._ids(fixed, special=True) == want and len(want[-1]) == ort32.max_tokens
+    ref.no_truncation()
+
+    @hsettings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+    def same_ids(text: str) -> None:
+        assert ort32._ids([text], special=False) == [ref.encode(text, add_special_tokens=False).ids]
+
+    same_ids()
+
+
+def test_the_compact_tokenizer_is_refused_when_it_would_differ(tmp_path: Path, ort32,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.embed import unigram
+
+    source = ort32.folder / "tokenizer.json"
+    # A conversion that drops the leading "▁" differs on every probe: it must not be kept.
+    monkeypatch.setattr(unigram.CompactUnigram, "_prepare", lambda self, text: self._normalize(text))
+    assert unigram.ensure_compact(source, tmp_path / "a") is None
+    assert json.loads((tmp_path / "a" / "tokenizer.spm.json").read_text())["exact"] is False
+    assert not (tmp_path / "a" / "tokenizer.spm").exists()
+    monkeypatch.undo()
+    assert unigram.ensure_compact(source, tmp_path / "a") is None  # the verdict is remembered...
+    (tmp_path / "a" / "tokenizer.spm.json").unlink()
+    assert unigram.ensure_compact(source, tmp_path / "a") is not None  # ...until the stamp is gone
+
+    # A tokenizer.json it does not reproduce (another pre-tokenizer) falls back to tokenizers.
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads(source.read_text(encoding="utf-8"))
+    data["pre_tokenizer"]["prepend_scheme"] = "first"
+    (other / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    assert unigram.ensure_compact(other / "tokenizer.json", tmp_path / "b") is None
+
+
+def test_a_damaged_compact_tokenizer_is_made_again(tmp_path: Path, ort32) -> None:
+    from rag.embed import unigram
+
+    source = ort32.folder / "tokenizer.json"
+    first = unigram.ensure_compact(source, tmp_path)
+    assert first is not None
+    (tmp_path / "tokenizer.spm").write_bytes(b"not a sentencepiece model")
+    again = unigram.ensure_compact(source, tmp_path)
+    assert again is not None and again.encode(["Die Bahn streikt."], special=False) == \
+        first.encode(["Die Bahn streikt."], special=False)

@@ -24,6 +24,7 @@ import numpy as np
 
 from rag.embed import INT8_SUFFIX
 from rag.embed.onnx_export import ensure_exported, export_dir
+from rag.embed.unigram import ensure_compact
 from rag.errors import EmbeddingModelError
 from rag.settings import Settings
 
@@ -147,14 +148,23 @@ class OnnxEmbedder:
         if not {"input_ids", "attention_mask"} <= self._inputs:
             raise EmbeddingModelError(f"{model_file} takes {sorted(self._inputs)}, not input_ids/attention_mask")
 
-        try:  # a 17 MB tokenizer.json parses in ~0.7 s: one instance, its truncation set per call
-            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        except Exception as exc:  # tokenizers raises a plain Exception for bad files
-            raise EmbeddingModelError(f"cannot load {folder / 'tokenizer.json'}: {exc}") from exc
-        tokenizer.no_padding()
-        self._tokenizer = tokenizer
-        self._pad_id = int(config.get("pad_token_id") if config.get("pad_token_id") is not None
-                           else tokenizer.token_to_id("<pad>") or tokenizer.token_to_id("[PAD]") or 0)
+        # The same ids from a SentencePiece copy of a Unigram vocabulary where one reproduces
+        # them exactly (rag/embed/unigram.py: 60 MB instead of 280 MB for e5's); else tokenizers.
+        self._compact = ensure_compact(folder / "tokenizer.json", model_file.parent)
+        self._tokenizer: Any = None
+        pad_id = config.get("pad_token_id")
+        if self._compact is None or pad_id is None:
+            try:  # a 15 MB tokenizer.json parses in ~0.7 s: one instance, its truncation set per call
+                self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as exc:  # tokenizers raises a plain Exception for bad files
+                raise EmbeddingModelError(f"cannot load {folder / 'tokenizer.json'}: {exc}") from exc
+            self._tokenizer.no_padding()
+            if pad_id is None:
+                pad_id = (self._tokenizer.token_to_id("<pad>") or self._tokenizer.token_to_id("[PAD]") or 0)
+            if self._compact is not None:
+                self._tokenizer = None  # it was only needed for the pad id
+        self._pad_id = int(pad_id)
+        self.tokenizer_kind = "sentencepiece" if self._compact is not None else "tokenizers"
         self.dim = int(config.get("hidden_size") or self._session.get_outputs()[0].shape[-1])
         prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
         self._query_prefix, self._passage_prefix = resolve_prompts(settings, name, prompts)
@@ -162,21 +172,31 @@ class OnnxEmbedder:
         self.model_id = name if settings.onnx_precision == "fp32" else name + INT8_SUFFIX
         self.precision = settings.onnx_precision
         self.folder, self.model_file = folder, model_file
-        # Fast tokenizers are not re-entrant, and truncation is set per call; the session is
-        # (onnxruntime allows concurrent run()).
+        # Fast tokenizers are not re-entrant, and truncation is set per call; SentencePiece's
+        # encode and the session are (onnxruntime allows concurrent run()).
         self._lock = threading.Lock()
-        log.info("loaded embedding model %s on onnxruntime (%s, %s; dim %d, max %d tokens, %s threads)",
+        log.info("loaded embedding model %s on onnxruntime (%s, %s; dim %d, max %d tokens, %s threads, %s)",
                  name, settings.onnx_precision, model_file.name, self.dim, self.max_tokens,
-                 settings.onnx_threads or "default")
+                 settings.onnx_threads or "default", self.tokenizer_kind)
+
+    def _ids(self, texts: list[str], special: bool) -> list[list[int]]:
+        """Token ids of each text: with the special tokens and truncated to the model's window,
+        or (for counting) without either."""
+        if self._compact is not None:
+            return self._compact.encode(texts, special=special, max_length=self.max_tokens if special else None)
+        with self._lock:
+            if special:
+                self._tokenizer.enable_truncation(self.max_tokens)
+            else:
+                self._tokenizer.no_truncation()
+            return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=special)]
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         # As sentence-transformers 6 does: the prompt glued before the text, nothing stripped.
-        with self._lock:
-            self._tokenizer.enable_truncation(self.max_tokens)
-            encodings = self._tokenizer.encode_batch([prefix + t for t in texts])
+        ids = self._ids([prefix + t for t in texts], special=True)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for rows in self._batches([len(e.ids) for e in encodings]):
-            out[rows] = self._run([encodings[i] for i in rows])
+        for rows in self._batches([len(i) for i in ids]):
+            out[rows] = self._run([ids[i] for i in rows])
         return out
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
@@ -191,16 +211,16 @@ class OnnxEmbedder:
                 batches.append([i])
         return batches
 
-    def _run(self, encodings: list[Any]) -> np.ndarray:
-        """Pooled, normalised vectors of one batch of tokenizer encodings."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for r, enc in enumerate(encodings):
-            ids[r, :len(enc.ids)] = enc.ids
-            mask[r, :len(enc.ids)] = 1
-            types[r, :len(enc.ids)] = enc.type_ids
+    def _run(self, rows: list[list[int]]) -> np.ndarray:
+        """Pooled, normalised vectors of one batch of token id lists (one segment each, so
+        every token type id is 0)."""
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)] = row
+            mask[r, :len(row)] = 1
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = types
@@ -223,10 +243,7 @@ class OnnxEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        with self._lock:
-            self._tokenizer.no_truncation()
-            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [len(e.ids) for e in encodings]
+        return [len(i) for i in self._ids(list(texts), special=False)]
 
 
 __all__ = ["OnnxEmbedder", "runs_on_onnx"]
