@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import rag
-from rag.console import clean_argument, configure_logging, safe
+from rag.console import clean_argument, configure_logging, safe, whole_number
 from rag.errors import RagError
 from rag.redact import install_redaction
 from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, Settings
@@ -265,14 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
     p.add_argument("query")
-    p.add_argument("--k", type=_positive, default=5, help="number of passages (default 5)")
+    p.add_argument("--k", type=whole_number(1), default=5, help="number of passages (default 5)")
     p.add_argument("--mode", choices=RETRIEVAL_MODES, default="hybrid", help="retrieval mode")
     _filter_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("list", parents=[common], help="list indexed articles, newest first")
-    p.add_argument("--limit", type=_count, default=None, help="at most N articles")
-    p.add_argument("--offset", type=_count, default=0, help="skip the first N")
+    p.add_argument("--limit", type=whole_number(0), default=None, help="at most N articles")
+    p.add_argument("--offset", type=whole_number(0), default=0, help="skip the first N")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("delete", parents=[common], help="remove articles by id")
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")
-    p.add_argument("--k", type=_positive, default=5, help="passages shown to the generator (default 5)")
+    p.add_argument("--k", type=whole_number(1), default=5, help="passages shown to the generator (default 5)")
     p.add_argument("--generator", choices=GENERATOR_NAMES,
                    help="default ($RAG_GENERATOR or auto): openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, "
                         "else the local model when it is installed, else extractive")
@@ -307,23 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(sub, common)
     return parser
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {safe(text)!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def _filter_args(p: argparse.ArgumentParser) -> None:

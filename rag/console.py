@@ -3,10 +3,12 @@ levels of the libraries we use kept quiet unless asked for (``-vv``)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 
 #: Loggers of libraries that log at INFO/DEBUG (or set their own level: bm25s sets DEBUG at import).
 NOISY_LOGGERS = ("bm25s", "transformers", "sentence_transformers", "httpx", "httpx2", "httpcore", "openai", "faiss",
@@ -56,6 +58,20 @@ class _QuietLibraries(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or record.name.split(".")[0] not in NOISY_LOGGERS
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum`` (a bad value is shown made
+    safe for the terminal, as every echoed input is)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {safe(text)!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    return parse
 
 
 def configure_logging(verbosity: int = 0, fmt: str = "%(levelname)s %(name)s: %(message)s") -> None:

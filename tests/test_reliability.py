@@ -306,3 +306,19 @@ def test_a_missing_current_generation_is_a_clear_error(tmp_path: Path, embedder)
     shutil.rmtree(index_dir / current)  # not a writer's clean-up: the manifest still names it
     with pytest.raises(rag.IndexCorruptError, match=f"{current}.*missing; the index is damaged"):
         rag.open_index(index_dir, make_settings(index_dir)).stats()
+
+
+def test_number_options_share_one_parser_and_show_bad_values_safely() -> None:
+    import argparse
+
+    from rag.console import whole_number
+
+    assert whole_number(0)("0") == 0 and whole_number(1)("12") == 12
+    with pytest.raises(argparse.ArgumentTypeError, match="must be 1 or more, got 0"):
+        whole_number(1)("0")
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        whole_number(0)("5\x1b[31m")
+    assert "\x1b" not in str(err.value) and "expected a whole number" in str(err.value)
+    for cli in ("rag.cli", "rag.evaluate.cli"):  # no private copies left
+        module = __import__(cli, fromlist=["_"])
+        assert not hasattr(module, "_positive") and not hasattr(module, "_count")

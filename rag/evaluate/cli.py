@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from rag.console import safe, whole_number
 from rag.errors import RagError
 from rag.evaluate.base import EvalOptions
 from rag.evaluate.runner import ADAPTERS, run_eval
@@ -46,9 +47,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--chunk-tokens", type=_sizes, default=(), metavar="LIST",
                    help="one index per chunk size, e.g. 120,200,300 (overlap min(40, n/4); "
                         "default: $RAG_CHUNK_TOKENS)")
-    p.add_argument("--limit", type=_positive, metavar="N", help="only N questions, evenly spread over the dataset")
+    p.add_argument("--limit", type=whole_number(1), metavar="N",
+                   help="only N questions, evenly spread over the dataset")
     p.add_argument("--no-answers", action="store_true", help="skip generating answers (retrieval metrics only)")
-    p.add_argument("--answer-k", type=_positive, default=5, metavar="K", help="passages per answer (default 5)")
+    p.add_argument("--answer-k", type=whole_number(1), default=5, metavar="K", help="passages per answer (default 5)")
     p.add_argument("--generator", choices=GENERATOR_NAMES,
                    help="answer generator (default auto: openai when configured, else the local model when "
                         "installed, else extractive)")
@@ -91,7 +93,7 @@ def _modes(raw: str) -> tuple[str, ...]:
     modes = tuple(dict.fromkeys(m.strip() for m in raw.split(",") if m.strip()))
     bad = [m for m in modes if m not in MODES]
     if not modes or bad:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(MODES)}; got {raw!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(MODES)}; got {safe(raw)!r}")
     return modes
 
 
@@ -99,17 +101,7 @@ def _sizes(raw: str) -> tuple[int, ...]:
     try:
         sizes = tuple(dict.fromkeys(int(x) for x in raw.split(",") if x.strip()))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, e.g. 120,200,300; got {raw!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, e.g. 120,200,300; got {safe(raw)!r}")
     if not sizes or min(sizes) < 16:
-        raise argparse.ArgumentTypeError(f"chunk sizes must be at least 16 tokens; got {raw!r}")
+        raise argparse.ArgumentTypeError(f"chunk sizes must be at least 16 tokens; got {safe(raw)!r}")
     return sizes
-
-
-def _positive(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}")
-    return value
