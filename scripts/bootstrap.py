@@ -27,6 +27,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 WHEELS = VENV / "wheels"
 BUILD_LOG = VENV / "llama-cpp-build.log"
+BUILD_PID = VENV / "llama-cpp-build.pid"  # while it compiles: `rag llm status` says so, not "failed"
 TORCH = "torch==2.13.0"  # the local CPU wheel; an unpinned torch pulls gigabytes of CUDA packages
 LLAMA = "llama-cpp-python==0.3.36"
 TTY = sys.stderr.isatty()
@@ -113,14 +114,17 @@ def start_llama_build() -> subprocess.Popen[bytes] | None:
     say(f"==> Compiling {LLAMA} in the background (about 6 min on 2 cores; CMAKE_ARGS={args or 'default'})")
     env = {**os.environ, "CMAKE_ARGS": args}
     with open(BUILD_LOG, "wb") as log:
-        return subprocess.Popen([str(BIN / "pip"), "wheel", "--no-deps", "--no-cache-dir", "-w", str(WHEELS), LLAMA],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        build = subprocess.Popen([str(BIN / "pip"), "wheel", "--no-deps", "--no-cache-dir", "-w", str(WHEELS), LLAMA],
+                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    BUILD_PID.write_text(str(build.pid), encoding="ascii")
+    return build
 
 
 def finish_llama_build(build: subprocess.Popen[bytes] | None) -> None:
     if build is not None:
         ticker = Ticker("compiling llama-cpp-python in the background")
         code = build.wait()
+        BUILD_PID.unlink(missing_ok=True)
         elapsed = ticker.stop()
         if code != 0:
             say(f"warning: llama-cpp-python did not build (exit {code} after {clock(elapsed)}); answers will quote "

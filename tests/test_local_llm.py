@@ -159,3 +159,26 @@ def test_rag_llm_start_serves_repeated_asks(sample_index_dir: Path, tmp_path: Pa
     assert json.loads(stopped.stdout) == {"stopped": True}
     assert local.shared_server(settings) is None
 
+
+
+def test_missing_runtime_says_compiling_while_the_build_runs_and_failed_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up compiles llama-cpp-python in the background and meanwhile prints
+    `rag llm status`: a build still running is not "failed"."""
+    import subprocess as sp
+    import sys
+
+    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    (tmp_path / local.BUILD_LOG).write_text("Building wheel for llama-cpp-python ...")
+    builder = sp.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / local.BUILD_PID).write_text(str(builder.pid))
+        assert "being compiled in the background" in local.missing_runtime()
+    finally:
+        builder.kill()
+        builder.wait()
+    reason = local.missing_runtime()  # the process is gone, its pid file left behind
+    assert "its build failed" in reason and "install it with" in reason
+    (tmp_path / local.BUILD_PID).write_text("not a pid")
+    assert "its build failed" in local.missing_runtime()

@@ -48,6 +48,7 @@ _lock = threading.Lock()
 STATE_FILE = "llm-server.json"
 LOG_FILE = "llm-server.log"
 BUILD_LOG = "llama-cpp-build.log"  # written by the Makefile beside the venv's python
+BUILD_PID = "llama-cpp-build.pid"  # the compiling process, while scripts/bootstrap.py waits for it
 INSTALL_HINT = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
                 'pip install --no-cache-dir "llama-cpp-python[server]"')
 
@@ -67,6 +68,8 @@ def missing_runtime() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
         reason = "llama-cpp-python is not installed"
         build_log = Path(sys.prefix) / BUILD_LOG
+        if _compiling(Path(sys.prefix) / BUILD_PID):
+            return f"{reason} yet: it is being compiled in the background (about 6 min; log: {build_log})"
         if build_log.is_file():
             reason += f" (its build failed; see {build_log})"
         return f"{reason}; install it with: {INSTALL_HINT}"
@@ -74,6 +77,15 @@ def missing_runtime() -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"llama-cpp-python's server extra is missing ({module}); install it with: {INSTALL_HINT}"
     return None
+
+
+def _compiling(pid_file: Path) -> bool:
+    """Whether the process named in ``pid_file`` (the background build) is still running."""
+    try:
+        os.kill(int(pid_file.read_text(encoding="ascii").strip()), 0)
+    except (OSError, ValueError):  # no file, garbage, or the process is gone
+        return False
+    return True
 
 
 def model_file(settings: Settings) -> tuple[Path, str, bool]:
