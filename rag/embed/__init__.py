@@ -3,7 +3,7 @@
 ``RAG_EMBED_MODEL`` is one model or several joined with ``+`` (an ensemble,
 optional weights as ``name*0.8``). A part named ``bundled:use-m3`` runs on the
 USE backend (numpy); every other part on ``RAG_EMBED_BACKEND``: ``onnx``
-(onnxruntime + tokenizers, no torch), ``sentence-transformers`` (torch, any hub
+(onnxruntime, no torch), ``sentence-transformers`` (torch, any hub
 model), or ``auto`` (the default): onnx for bundled models and local folders it
 can run, sentence-transformers for hub names.
 
@@ -157,7 +157,7 @@ def _load_one(settings: Settings) -> Embedder:
     backend = backend_of(settings, settings.embed_model)
     key = (backend, settings.embed_model, str(settings.model_dir), settings.query_prefix,
            settings.passage_prefix, settings.embed_batch_size, settings.device,
-           precision_of(settings), settings.onnx_threads)
+           precision_of(settings) if backend == "onnx" else None, settings.onnx_threads)
     with _lock:
         cached = _loaded.get(key)
         loading = _loading.setdefault(key, threading.Lock())
