@@ -1,7 +1,7 @@
 """The chat UI: ask questions about the indexed news articles, read cited
 answers beside their sources, add articles, change retrieval settings.
 
-    python app.py            # http://127.0.0.1:7860 (RAG_UI_HOST / RAG_UI_PORT)
+    python app.py [--host H] [--port N]   # http://127.0.0.1:7860 (or RAG_UI_HOST / RAG_UI_PORT)
 
 Structure: ``build_app(settings, index)`` lays out the Gradio Blocks;
 ``Callbacks`` holds the event handlers as plain methods (tested without a
@@ -14,14 +14,17 @@ each logs it and shows a short message instead of a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
+import errno
 import html
 import logging
 import os
 import queue
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -845,12 +848,39 @@ def serve(demo: gr.Blocks, ui: UISettings, *, port: int | None = None, block: bo
                        footer_links=["settings"])
 
 
-def main() -> int:
+def port_problem(host: str, port: int) -> str | None:
+    """Why the UI cannot listen on host:port (taken, or not an address here), or None.
+    Checked before the models load, so the answer is one line instead of a traceback."""
+    if not 0 < port < 65536:
+        return f"port {port} is not a TCP port (1-65535); set --port N or RAG_UI_PORT=N"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}; set --host or RAG_UI_HOST"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another 'python app.py'?); "
+                        f"pick another with --port N or RAG_UI_PORT=N")
+            return f"cannot listen on {host}:{port}: {exc.strerror}; pick another with --port N or --host H"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The news Q&A chat UI.")
+    parser.add_argument("--host", help="address to listen on (default: RAG_UI_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: RAG_UI_PORT or 7860)")
+    args = parser.parse_args(argv)
     # INFO, lines terminal-safe; libraries quiet (no DEBUG from bm25s, no "Loading weights" bars).
     configure_logging(1, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = rag.Settings.from_env()
         ui = UISettings.from_env()
+        ui = dataclasses.replace(ui, host=args.host or ui.host, port=ui.port if args.port is None else args.port)
         # Before anything can log: the server log never shows the key, the UI password or
         # credentials inside the LLM server's URL (openai and httpx log request URLs).
         install_redaction(settings, ui)
@@ -858,11 +888,20 @@ def main() -> int:
     except rag.RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    problem = port_problem(ui.host, ui.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     demo = build_app(settings, index, ui=ui)  # starts loading the models in the background
     status = rag.generator_status(settings)
     print(f"News Q&A on http://{ui.host}:{ui.port} (index {settings.index_dir})\n"
           f"answers: {status.backend} ({status.state}: {status.detail})", flush=True)
-    serve(demo, ui)
+    try:
+        serve(demo, ui)
+    except OSError as exc:  # taken between the check and the launch
+        print(f"error: cannot listen on {ui.host}:{ui.port} ({exc}); pick another with --port N or RAG_UI_PORT=N",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -289,3 +289,32 @@ def test_local_model_loads_at_launch_and_its_state_is_shown(sample_index_dir: Pa
     line = cb.generator_html()
     assert "Answers are written by the local model" in shown(line) and "Qwen2.5-Coder-1.5B-Instruct" in shown(line)
     assert cb.poll_generator()[1].active is False
+
+
+def test_a_taken_port_is_one_line_naming_the_fix(sample_index_dir: Path) -> None:
+    """`python app.py` with its port taken: exit 1 and one line saying what to change, before
+    any model loads (it used to print the URL, then a traceback whose advice did nothing)."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(sample_index_dir), "RAG_UI_PORT": str(port)}
+        env.pop("OPENAI_BASE_URL", None), env.pop("OPENAI_API_KEY", None)
+        for args in ([], ["--port", str(port)]):
+            proc = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 1, proc.stderr[-2000:]
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert lines[-1] == (f"error: port {port} on 127.0.0.1 is already in use (another 'python app.py'?); "
+                                 f"pick another with --port N or RAG_UI_PORT=N"), proc.stderr[-2000:]
+            assert "Traceback" not in proc.stderr and "News Q&A on" not in proc.stdout
+    assert app.port_problem("127.0.0.1", 70000) is not None and "1-65535" in app.port_problem("127.0.0.1", 70000)
+    assert "RAG_UI_HOST" in app.port_problem("no-such-host.invalid", 8080)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        unused = free.getsockname()[1]
+    assert app.port_problem("127.0.0.1", unused) is None
