@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexCorruptError
+from rag.store.vectors import NPY_LOAD_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,11 @@ class SparseIndex:
 
         target = folder / SPARSE_DIR
         try:
-            ids = np.load(target / IDS_FILE, allow_pickle=False)
-            doc_languages = np.load(target / LANGS_FILE, allow_pickle=False)
-            languages = tuple(json.loads((target / "languages.json").read_text()))
-            model = bm25s.BM25.load(str(target), show_progress=False, verbosity=0) if len(ids) else None
+            with NPY_LOAD_LOCK:  # bm25s loads .npy files too
+                ids = np.load(target / IDS_FILE, allow_pickle=False)
+                doc_languages = np.load(target / LANGS_FILE, allow_pickle=False)
+                languages = tuple(json.loads((target / "languages.json").read_text()))
+                model = bm25s.BM25.load(str(target), show_progress=False, verbosity=0) if len(ids) else None
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"cannot read the BM25 index in {target}: {exc}") from exc
         if doc_languages.shape != ids.shape or (len(ids) and int(doc_languages.max()) >= len(languages)):

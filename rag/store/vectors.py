@@ -7,6 +7,7 @@ threshold, HNSW above it; the raw matrix lets us rebuild either at will."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,10 +54,18 @@ class VectorSet:
                          np.concatenate([self.ids, ids.astype(np.int64)]))
 
 
+#: numpy parses every .npy header with ast.literal_eval, and CPython 3.11's ast module keeps
+#: its recursion depth in interpreter-wide state: readers opening generations in several
+#: threads once failed with "SystemError: AST constructor recursion depth mismatch" (1 of 663
+#: requests in the churn test). Every .npy load of the store takes this lock.
+NPY_LOAD_LOCK = threading.Lock()
+
+
 def load_vectors(folder: Path, dim: int) -> VectorSet:
     try:
-        vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
-        ids = np.load(folder / IDS_FILE, allow_pickle=False)
+        with NPY_LOAD_LOCK:
+            vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+            ids = np.load(folder / IDS_FILE, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"cannot read vectors in {folder}: {exc}") from exc
     if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
