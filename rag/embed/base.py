@@ -30,3 +30,23 @@ class Embedder(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens per text, without special tokens or prompts."""
         ...
+
+
+class PromptedEmbedder:
+    """The two embedding calls of a backend that puts a query or passage prompt before the
+    text: it provides ``_encode(texts, prompt)``, ``dim`` and the two prompts."""
+
+    dim: int
+    _query_prefix: str
+    _passage_prefix: str
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode(texts, self._passage_prefix)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text], self._query_prefix)[0]

@@ -2,8 +2,10 @@
 pooling) run on ONNX Runtime, with no torch in the query path.
 
 The first use exports the model once (rag/embed/onnx_export.py, the only part that
-imports torch); after that, loading and embedding need only onnxruntime, the
-``tokenizers`` library (the folder's tokenizer.json) and numpy. Vectors in fp32
+imports torch); after that, loading and embedding need only onnxruntime, numpy and
+a tokenizer: a SentencePiece copy of a Unigram vocabulary where it gives the same
+ids (rag/embed/unigram.py), else the ``tokenizers`` library on the folder's
+tokenizer.json. Vectors in fp32
 match the sentence-transformers backend's (same prompts, truncation, pooling,
 normalisation), so its model_id is the configured name and an index built with
 either backend opens with the other. int8 vectors differ slightly: they carry
@@ -25,6 +27,7 @@ import numpy as np
 from rag.embed import INT8_SUFFIX
 from rag.embed.onnx_export import ensure_exported, export_dir
 from rag.embed.unigram import ensure_compact
+from rag.embed.base import PromptedEmbedder
 from rag.errors import EmbeddingModelError
 from rag.settings import Settings
 
@@ -32,14 +35,16 @@ log = logging.getLogger(__name__)
 
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, kind: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
+    """The JSON object (or, with kind=list, array) in ``path``; empty when the file is missing
+    or holds another kind."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
+        return kind()
     except (OSError, ValueError) as exc:
         raise EmbeddingModelError(f"cannot read {path}: {exc}") from exc
-    return data if isinstance(data, dict) else {}
+    return data if isinstance(data, kind) else kind()
 
 
 def _folder(settings: Settings) -> Path:
@@ -55,7 +60,7 @@ def _folder(settings: Settings) -> Path:
 def _pooling(folder: Path) -> str:
     """"mean" or "cls": the pooling of a Transformer -> Pooling (-> Normalize) pipeline. Other
     pipelines are refused (a Dense layer, say, would be silently skipped)."""
-    modules = _read_json_list(folder / "modules.json")
+    modules = [m for m in _read_json(folder / "modules.json", list) if isinstance(m, dict)]
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     if (kinds and kinds[0] != "Transformer") or any(k not in {"Transformer", "Pooling", "Normalize"} for k in kinds):
         raise EmbeddingModelError(f"the onnx backend runs Transformer -> Pooling -> Normalize models; "
@@ -72,34 +77,29 @@ def _pooling(folder: Path) -> str:
     raise EmbeddingModelError(f"the onnx backend supports mean or CLS pooling; {folder} uses {', '.join(enabled)}")
 
 
-def _read_json_list(path: Path) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as exc:
-        raise EmbeddingModelError(f"cannot read {path}: {exc}") from exc
-    return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+def _supported(folder: Path) -> str:
+    """The pooling ("mean" or "cls") of a folder this backend runs; EmbeddingModelError naming
+    what it cannot run (another pipeline or pooling, no tokenizer.json, lower-casing)."""
+    pooling = _pooling(folder)
+    if not (folder / "tokenizer.json").is_file():
+        raise EmbeddingModelError(f"{folder}: the onnx backend needs a tokenizer.json")
+    if _read_json(folder / "sentence_bert_config.json").get("do_lower_case"):
+        # sentence-transformers lower-cases before its tokenizer
+        raise EmbeddingModelError(f"{folder}: do_lower_case models are not supported by the onnx backend")
+    return pooling
 
 
 def runs_on_onnx(folder: Path) -> bool:
     """Whether this backend can run the sentence-transformers folder (RAG_EMBED_BACKEND=auto
-    asks): a Transformer -> Pooling (mean/CLS) -> Normalize pipeline with a tokenizer.json
-    and no lower-casing."""
+    asks): a Transformer -> Pooling (mean/CLS) -> Normalize pipeline (modules.json) with a
+    tokenizer.json and no lower-casing."""
+    if not (folder / "modules.json").is_file():
+        return False
     try:
-        _pooling(folder)
+        _supported(folder)
     except EmbeddingModelError:
         return False
-    st_config = _read_json_quiet(folder / "sentence_bert_config.json")
-    return (folder / "tokenizer.json").is_file() and (folder / "modules.json").is_file() \
-        and not st_config.get("do_lower_case")
-
-
-def _read_json_quiet(path: Path) -> dict[str, Any]:
-    try:
-        return _read_json(path)
-    except EmbeddingModelError:
-        return {}
+    return True
 
 
 def _announcer(settings: Settings) -> Callable[[str], None]:
@@ -113,7 +113,7 @@ def _announcer(settings: Settings) -> Callable[[str], None]:
     return announce
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(PromptedEmbedder):
     """Embeds with onnxruntime on the CPU; RAG_ONNX_PRECISION picks fp32 or int8 weights."""
 
     def __init__(self, settings: Settings) -> None:
@@ -126,12 +126,9 @@ class OnnxEmbedder:
 
         name = settings.embed_model
         folder = _folder(settings)
-        self._pooling = _pooling(folder)
+        self._pooling = _supported(folder)
         config = _read_json(folder / "config.json")
-        st_config = _read_json(folder / "sentence_bert_config.json")
-        self.max_tokens = int(st_config.get("max_seq_length") or 512)
-        if st_config.get("do_lower_case"):  # sentence-transformers lower-cases before its tokenizer
-            raise EmbeddingModelError(f"{folder}: do_lower_case models are not supported by the onnx backend")
+        self.max_tokens = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
 
         model_file = ensure_exported(folder, export_dir(folder, settings.model_dir), settings.onnx_precision,
                                      _announcer(settings))
@@ -231,14 +228,6 @@ class OnnxEmbedder:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode(texts, self._passage_prefix)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text], self._query_prefix)[0]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:

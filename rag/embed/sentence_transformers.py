@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.embed.base import PromptedEmbedder
 from rag.errors import EmbeddingModelError
 from rag.settings import Settings
 
@@ -69,7 +70,7 @@ def resolve_folder(settings: Settings, name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(PromptedEmbedder):
     """Embeds with sentence-transformers on the CPU (or RAG_DEVICE)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -107,14 +108,6 @@ class SentenceTransformerEmbedder:
                 list(texts), prompt=prefix or None, batch_size=self._batch_size,
                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode(texts, self._passage_prefix)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text], self._query_prefix)[0]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
