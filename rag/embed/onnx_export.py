@@ -109,7 +109,7 @@ def ensure_exported(folder: Path, target_dir: Path, precision: str,
 
 
 @contextlib.contextmanager
-def _temporary(target: Path) -> Iterator[Path]:
+def replace_atomically(target: Path) -> Iterator[Path]:
     """A temporary file beside ``target``, renamed onto it when the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -128,7 +128,7 @@ def _write_stamp(model_file: Path, folder: Path, precision: str, **extra: Any) -
              "bytes": model_file.stat().st_size, "source_folder": str(folder),
              "source": _source(folder, precision, model_file.parent),
              "onnxruntime": _version("onnxruntime"), "onnx": _version("onnx"), **extra}
-    with _temporary(stamp_path(model_file)) as tmp:
+    with replace_atomically(stamp_path(model_file)) as tmp:
         tmp.write_text(json.dumps(stamp, indent=2), encoding="utf-8")
 
 
@@ -150,7 +150,7 @@ def export_fp32(folder: Path, target: Path) -> None:
     """Export the transformer of ``folder`` (its last_hidden_state) with dynamic batch and
     sequence axes, check it against torch on other shapes, and publish it at ``target``."""
     try:
-        with _temporary(target) as tmp:
+        with replace_atomically(target) as tmp:
             versions = _export(folder, tmp)
         _write_stamp(target, folder, "fp32", **versions)
     except EmbeddingModelError:
@@ -223,7 +223,7 @@ def quantize_int8(folder: Path, fp32: Path, target: Path) -> None:
     root, drop = logging.getLogger(), _QuietQuantizer()
     root.addFilter(drop)
     try:
-        with _temporary(target) as tmp:
+        with replace_atomically(target) as tmp:
             quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
         _write_stamp(target, folder, "int8", per_channel=True, weight_type="QInt8")
     except EmbeddingModelError:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from rag.embed.onnx_export import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,16 @@ class CompactUnigram:
     """Encodes like the tokenizer.json it was made from: ids with or without the special
     tokens around them, truncated like ``tokenizers`` (the specials stay)."""
 
-    def __init__(self, model_file: Path, tokenizer_json: dict[str, Any]) -> None:
+    def __init__(self, model: Path | bytes, tokenizer_json: dict[str, Any]) -> None:
+        """``model``: the SentencePiece model file, or its bytes."""
         import sentencepiece as spm
 
         normalize = _normalizer(tokenizer_json.get("normalizer"))
-        template = (tokenizer_json.get("post_processor") or {}).get("single") or []
+        post = tokenizer_json.get("post_processor") or {}
+        template = post.get("single") or []
         if normalize is None:
             raise ValueError("unsupported normalizer")
-        specials = {k: v["ids"] for k, v in (tokenizer_json.get("post_processor") or {})
-                    .get("special_tokens", {}).items()}
+        specials = {k: v["ids"] for k, v in post.get("special_tokens", {}).items()}
         kinds = ["A" if "Sequence" in t else "S" for t in template]
         if kinds.count("A") != 1 or any("SpecialToken" not in t and "Sequence" not in t for t in template):
             raise ValueError("unsupported post-processor")
@@ -100,7 +102,8 @@ class CompactUnigram:
         self._before = [i for t in template[:cut] for i in specials[t["SpecialToken"]["id"]]]
         self._after = [i for t in template[cut + 1:] for i in specials[t["SpecialToken"]["id"]]]
         self._normalize = normalize
-        self._sp = spm.SentencePieceProcessor(model_file=str(model_file))
+        self._sp = (spm.SentencePieceProcessor(model_proto=model) if isinstance(model, bytes)
+                    else spm.SentencePieceProcessor(model_file=str(model)))
         # Added tokens ("<s>", "<mask>") written in the text itself are matched before
         # normalisation, as tokenizers does; the text between them is encoded piece by piece.
         added = {t["content"]: t["id"] for t in tokenizer_json.get("added_tokens", [])
@@ -205,30 +208,25 @@ def ensure_compact(tokenizer_path: Path, target_dir: Path) -> CompactUnigram | N
 
 def _make(tokenizer_path: Path, data: dict[str, Any], model_file: Path, stamp_file: Path,
           source: dict[str, Any]) -> CompactUnigram | None:
+    """Convert, check against tokenizers, and keep the model only if it is exact; the stamp
+    records the verdict either way, so a refusal is not re-checked at every load."""
     proto = _model_proto(data)
     compact = None
     if proto is not None:
-        tmp = model_file.with_name(f".{model_file.name}.{os.getpid()}.tmp")
         try:
-            target = model_file.parent
-            target.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(proto)
-            compact = CompactUnigram(tmp, data)
+            compact = CompactUnigram(proto, data)
             if _mismatch(tokenizer_path, data, compact):
                 compact = None
             else:
-                os.replace(tmp, model_file)
-                compact = CompactUnigram(model_file, data)
+                with replace_atomically(model_file) as tmp:
+                    tmp.write_bytes(proto)
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             log.info("no compact tokenizer for %s: %s", tokenizer_path, exc)
             compact = None
-        finally:
-            tmp.unlink(missing_ok=True)
     try:
-        stamp_tmp = stamp_file.with_name(f".{stamp_file.name}.{os.getpid()}.tmp")
         config = {k: data.get(k) for k in ("normalizer", "post_processor", "added_tokens")}
-        stamp_tmp.write_text(json.dumps(source | {"exact": compact is not None, "config": config}), encoding="utf-8")
-        os.replace(stamp_tmp, stamp_file)
+        with replace_atomically(stamp_file) as tmp:
+            tmp.write_text(json.dumps(source | {"exact": compact is not None, "config": config}), encoding="utf-8")
     except OSError as exc:
         log.info("cannot record the compact tokenizer check in %s: %s", stamp_file, exc)
     return compact
