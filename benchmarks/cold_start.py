@@ -43,15 +43,11 @@ BANKS = ("JPMorgan", "Wells Fargo", "Citigroup", "Bancorp")
 
 
 def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
+    elapsed, out, _ = run_measured(cmd, env)
+    return elapsed, out
 
 
-def ask_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, str, float]:
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, str, float]:
     """Wall seconds, stdout and peak RSS (MB) of one process, reaped with os.wait4 to read
     its own ru_maxrss."""
     with tempfile.TemporaryFile() as err:  # a file, so a chatty stderr cannot block the pipe read
@@ -118,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             runs: list[float] = []
             rss: list[float] = []
             for _ in range(args.runs):
-                elapsed, out, peak = ask_rss([rag_bin, "ask", "--json", "--generator", "extractive", QUESTION], env)
+                ask = [rag_bin, "ask", "--json", "--generator", "extractive", QUESTION]
+                elapsed, out, peak = run_measured(ask, env)
                 runs.append(elapsed)
                 rss.append(peak)
                 answer = json.loads(out)["answer"]

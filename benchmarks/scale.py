@@ -199,7 +199,8 @@ def faiss_only(size: int, dim: int, n_queries: int) -> dict[str, Any]:
         # the serialised size: what the index file and its in-memory copy hold (RSS deltas are
         # blurred by the allocator reusing freed pages); the id map adds 8-16 bytes per vector
         out[f"{kind}_bytes_per_chunk"] = len(faiss.serialize_index(index)) / size
-        out[f"dense_{kind}"], found[kind] = loop(lambda q, index=index: index.search(q[None, :], 10)[1][0], list(queries))
+        out[f"dense_{kind}"], found[kind] = loop(lambda q, index=index: index.search(q[None, :], 10)[1][0],
+                                                 list(queries))
         del index
     m = min(len(found["flat"]), len(found["hnsw"]))
     out["hnsw_recall@10"] = float(np.mean([len(set(found["hnsw"][i]) & set(found["flat"][i])) / 10

@@ -143,7 +143,8 @@ class Settings:
     #: (smaller and faster, slightly different vectors: an index built with one needs the same)
     #: or "auto" (int8 for a new index, the index's own precision for an existing one).
     onnx_precision: OnnxPrecision = env("RAG_ONNX_PRECISION", "auto")
-    #: Intra-op threads of the "onnx" backend (0: onnxruntime's default, one per core).
+    #: Intra-op threads of the "onnx" backend, and USE's BLAS threads for passage batches
+    #: (0: one per core; queries to USE always use one).
     onnx_threads: int = env("RAG_ONNX_THREADS", 0, int)
     #: Chunk size and overlap in model tokens.
     chunk_tokens: int = env("RAG_CHUNK_TOKENS", 200, int)
