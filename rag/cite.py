@@ -30,8 +30,15 @@ from rag.chunk import split_sentences
 from rag.evidence import Evidence, Sentence, about
 from rag.news import Citation, Unsupported
 
-#: ``[1]``, ``[1, 2]``, ``[1;3]`` as generators write them (with the space before).
-MARKER = re.compile(r"\s?\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+# The one citation-marker grammar, used by the checker, the evaluation and the UI:
+#: the numbers inside a marker: ``1``, ``1, 2``, ``1;3`` (1-3 digits each).
+MARKER_NUMBERS = r"\d{1,3}(?:\s*[,;]\s*\d{1,3})*"
+#: ``[1]``, ``[1, 2]``, ``[1;3]`` as generators write them (with the space before); group 1: the numbers.
+MARKER = re.compile(rf"\s?\[({MARKER_NUMBERS})\]")
+#: A marker without the space before it; group 1: the numbers.
+BARE_MARKER = re.compile(rf"\[({MARKER_NUMBERS})\]")
+#: Markers in a row (``[1][2]``, `` [1] [3]``), each with its optional space before.
+MARKER_RUN = re.compile(rf"(?:\s?\[{MARKER_NUMBERS}\])+")
 #: Cosine (ensemble embedder, sentence vs sentence) at or above which a claim counts as
 #: supported when the sentence also holds every name the claim gives; with one name not
 #: found, SEMANTIC_SUPPORT_ONE_NAME_MISSING; claims that name nothing need
@@ -60,7 +67,7 @@ _FRAME = re.compile(
     r"(?:from\s+|by\s+|in\s+|of\s+|von\s+)?[^,]{0,60}?\s*(?:also\s+)?(?:suggests?|states?|reports?|indicates?|says?|"
     r"mentions?|notes?|claims?|implies|imply|argues?|describes?|highlights?|discusses?|attributes?|credits?|"
     r"shows?|explains?|berichtet|schreibt|meldet)\s+(?:that\s+|dass\s+)?)?", re.I)
-_LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]\s*)+")
+_LEADING_MARKERS = re.compile(rf"(?:\[{MARKER_NUMBERS}\]\s*)+")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class _Support:
     score: float  # max(cosine, lexical share)
     sentence: Sentence
     ok: bool  # meets a threshold and holds the claim's numbers
+
+
+def marker_numbers(numbers: str) -> list[int]:
+    """The numbers of a marker's group 1: ``"1, 3"`` -> ``[1, 3]``."""
+    return [int(x) for x in re.findall(r"\d+", numbers)]
 
 
 def check(text: str, evidence: Evidence, fixed: Sequence[str] = ()) -> CheckedAnswer:
@@ -155,7 +167,7 @@ def is_refusal(text: str) -> bool:
 def _drop_unknown(text: str, count: int, notes: list[str]) -> str:
     """Remove numbers in markers that point to no passage."""
     def replace(m: re.Match[str]) -> str:
-        nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
+        nums = marker_numbers(m.group(1))
         for n in nums:
             if not 1 <= n <= count:
                 notes.append(f"removed citation [{n}]: there is no source {n}")
@@ -185,7 +197,7 @@ def _claims(text: str) -> list[_Claim]:
     claims = []
     for start, end in fixed:
         raw = text[start:end]
-        cited = tuple(dict.fromkeys(int(n) for m in MARKER.finditer(raw) for n in re.findall(r"\d+", m.group(1))))
+        cited = tuple(dict.fromkeys(n for m in MARKER.finditer(raw) for n in marker_numbers(m.group(1))))
         plain = " ".join(MARKER.sub("", raw).split())
         if plain.strip(" .«»\"'*-"):
             claims.append(_Claim(start, end, plain, cited))
@@ -202,7 +214,7 @@ def _rewrite(text: str, claims: list[_Claim]) -> str:
             keep = set(claim.keep)
 
             def only_kept(m: re.Match[str]) -> str:
-                nums = [n for n in (int(x) for x in re.findall(r"\d+", m.group(1))) if n in keep]
+                nums = [n for n in marker_numbers(m.group(1)) if n in keep]
                 return (" " if m.group(0).startswith(" ") else "") + "".join(f"[{n}]" for n in nums) if nums else ""
 
             raw = MARKER.sub(only_kept, raw)
@@ -218,7 +230,7 @@ def _rewrite(text: str, claims: list[_Claim]) -> str:
 def _order_of_appearance(text: str, count: int) -> list[int]:
     seen: list[int] = []
     for m in MARKER.finditer(text):
-        for n in (int(x) for x in re.findall(r"\d+", m.group(1))):
+        for n in marker_numbers(m.group(1)):
             if 1 <= n <= count and n not in seen:
                 seen.append(n)
     return seen

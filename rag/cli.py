@@ -245,6 +245,13 @@ def cmd_llm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from rag.ui.app import main as ui_main  # the top layer, and Gradio: loaded only for this command
+
+    argv = [f"--{name}={value}" for name in ("host", "port", "index") if (value := getattr(args, name)) is not None]
+    return ui_main(argv)
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -302,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "outlives the command, so repeated 'rag ask' calls skip the model load")
     p.add_argument("action", nargs="?", default="status", choices=["status", "install", "start", "stop"])
     p.set_defaults(func=cmd_llm)
+
+    p = sub.add_parser("ui", help="start the chat UI in the browser (same as python app.py)")
+    p.add_argument("--index", metavar="DIR", help="index folder (default: $RAG_INDEX or ./index)")
+    p.add_argument("--host", help="address to listen on (default: $RAG_UI_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=whole_number(1), help="port to listen on (default: $RAG_UI_PORT or 7860)")
+    p.set_defaults(func=cmd_ui, verbose=0)
 
     from rag.evaluate.cli import register  # a layer above answer(), like this CLI
 

@@ -23,11 +23,12 @@ from rag.errors import ConfigError
 from rag.redact import RedactingFilter, install_redaction, redact, redact_url, uninstall_redaction
 from rag.settings import Settings, public
 
-from conftest import ROOT, make_settings
+from conftest import make_settings
 from fake_openai import FakeOpenAI
 
-sys.path.insert(0, str(ROOT))
-import app  # noqa: E402
+from rag.ui import app  # noqa: E402
+from rag.ui.app import Panels  # noqa: E402
+from rag.ui.base import UISettings  # noqa: E402
 
 SECRET = "SECRET123"  # in every credential below: found anywhere = a leak
 URL_KEY = f"sk-test-{SECRET}"
@@ -94,7 +95,7 @@ def ask_and_check(folder: Path, base_url: str, caplog: pytest.LogCaptureFixture)
 # ---------------------------------------------------------------- the redaction itself
 def test_redact_removes_every_credential() -> None:
     settings = make_settings(Path("unused"), openai_base_url=userinfo_url(9), openai_api_key=API_KEY)
-    ui = app.UISettings(password=UI_PASSWORD)
+    ui = UISettings(password=UI_PASSWORD)
     cases = {
         f"The LLM server at {userinfo_url(9)} failed": "The LLM server at http://***@127.0.0.1:9/v1 failed",
         f"GET https://{URL_KEY}@example.com/x": "GET https://***@example.com/x",  # user only: the token
@@ -133,7 +134,7 @@ def test_bad_setting_value_is_named_not_echoed(name: str) -> None:
 
 def test_bad_ui_setting_value_is_named_not_echoed() -> None:
     with pytest.raises(ConfigError, match="RAG_UI_PORT must be an integer") as caught:
-        app.UISettings.from_env(environ={"RAG_UI_PORT": f"sk-{SECRET}"}, dotenv=None)
+        UISettings.from_env(environ={"RAG_UI_PORT": f"sk-{SECRET}"}, dotenv=None)
     assert_clean(str(caught.value))
 
 
@@ -143,7 +144,7 @@ def test_log_records_are_redacted_everywhere(redaction: None) -> None:
     present = logging.StreamHandler(io.StringIO())
     root.addHandler(present)
     try:
-        flt = install_redaction(settings, app.UISettings(password=UI_PASSWORD))
+        flt = install_redaction(settings, UISettings(password=UI_PASSWORD))
         assert flt in root.filters and flt in present.filters
         # A handler added later, on a logger that does not propagate to the root.
         later = logging.StreamHandler(io.StringIO())
@@ -208,13 +209,13 @@ def test_llm_server_fails(variant: str, fault: str, sample_index_dir: Path, capl
 
 # ---------------------------------------------------------------- the UI
 def test_ui_never_shows_the_secret(sample_index_dir: Path) -> None:
-    ui = app.UISettings(user="admin", password=UI_PASSWORD)
+    ui = UISettings(user="admin", password=UI_PASSWORD)
     with FakeOpenAI(["500"]) as llm:
         settings = llm_settings(sample_index_dir, userinfo_url(port_of(llm)), generator="auto")
-        cb = app.Callbacks(settings, rag.open_index(sample_index_dir, settings, create=False), ui=ui)
-        outputs = list(cb.ask(QUESTION, None))
-        config, status = cb.config_html(), cb.generator_html()
-        demo = app.build_app(settings, cb.index, warm_up=False, ui=ui)
+        cb = Panels.create(settings, rag.open_index(sample_index_dir, settings, create=False), ui=ui)
+        outputs = list(cb.chat.ask(QUESTION, None))
+        config, status = cb.status.config_html(), cb.status.generator_html()
+        demo = app.build_app(settings, cb.ctx.index, warm_up=False, ui=ui)
     chat, sources, state, _ = outputs[-1]
     assert "HTTP 500" in html.unescape(chat[-1]["content"])
     assert "rag-footer" in sources and "127.0.0.1" in status

@@ -1,4 +1,4 @@
-"""The chat UI's callbacks (app.py), called directly: no browser, no server.
+"""The chat UI's panels (rag/ui/), their handlers called directly: no browser, no server.
 The real sample index and embedder; the LLM is tests/fake_openai.py."""
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import rag
 
 from conftest import BANKS, ROOT, make_settings
 from fake_openai import FakeOpenAI
-
-sys.path.insert(0, str(ROOT))
-import app  # noqa: E402
+from rag.ui import app
+from rag.ui.app import Panels
+from rag.ui.base import UISettings
+from rag.ui.render import esc, md_escape
+from rag.ui import render
 
 KEY = "sk-test_DO-NOT-LEAK_ui-5b21"  # "_" is escaped in chat Markdown
 QUESTION = "Which banks did Facebook contact?"
@@ -26,13 +28,13 @@ HOSTILE = ('Facebook Bankdaten Anfrage: Facebook bat JPMorgan Chase und Citigrou
            '[click me](javascript:window.__xss=3) <a href="javascript:alert(4)">link</a>')
 
 
-def callbacks(folder: Path, ui: app.UISettings | None = None, **overrides) -> app.Callbacks:
+def callbacks(folder: Path, ui: UISettings | None = None, **overrides) -> Panels:
     settings = make_settings(folder, **overrides)
-    return app.Callbacks(settings, rag.open_index(folder, settings, create=False), ui=ui)
+    return Panels.create(settings, rag.open_index(folder, settings, create=False), ui=ui)
 
 
-def run_ask(cb: app.Callbacks, question: str, state=None, **options):
-    outputs = list(cb.ask(question, state, **options))
+def run_ask(cb: Panels, question: str, state=None, **options):
+    outputs = list(cb.chat.ask(question, state, **options))
     assert outputs, "the callback yielded nothing"
     return outputs
 
@@ -57,15 +59,15 @@ def assert_only_safe_markup(markup: str, chat: bool = False) -> None:
 
 # ---------------------------------------------------------------- pure helpers
 def test_escaping_helpers() -> None:
-    assert app.safe_url("https://example.com/a?b=1&c=2") == "https://example.com/a?b=1&c=2"
+    assert render.safe_url("https://example.com/a?b=1&c=2") == "https://example.com/a?b=1&c=2"
     for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:x", "data:text/html,x", "//evil.com",
                 "ftp://x.org/", "http://", 'https://x.org/"onmouseover="a', "https://x.org/ a", None, 42):
-        assert app.safe_url(bad) is None, bad
-    assert app.safe_name("../../etc/passwd.txt") == "passwd.txt"
-    assert app.safe_name("..\\..\\win.ini") == "win.ini"
-    assert app.safe_name("..") == "upload" and app.safe_name("") == "upload"
-    assert app.safe_name("my report (final); rm -rf.MD") == "my_report_final_rm_-rf.md"
-    md = app.md_escape("<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com")
+        assert render.safe_url(bad) is None, bad
+    assert render.safe_name("../../etc/passwd.txt") == "passwd.txt"
+    assert render.safe_name("..\\..\\win.ini") == "win.ini"
+    assert render.safe_name("..") == "upload" and render.safe_name("") == "upload"
+    assert render.safe_name("my report (final); rm -rf.MD") == "my_report_final_rm_-rf.md"
+    md = md_escape("<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com")
     assert "<" not in md and "[" not in md and "*" not in md and "`" not in md and "://" not in md
     assert html.unescape(md) == "<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com"
 
@@ -83,8 +85,8 @@ def test_rendering_escapes_hostile_answer_and_sources() -> None:
                                       quote, 0, 39),),
                         (hit, good), "openai:test",
                         unsupported=(rag.Unsupported("It bought a bank.", (1,), "not found in source [1]", 0.3),))
-    chat = app.render_answer(answer.text, 7, len(answer.hits), answer.unsupported)
-    sources = app.render_sources(answer, 7)
+    chat = render.render_answer(answer.text, 7, len(answer.hits), answer.unsupported)
+    sources = render.render_sources(answer, 7)
     assert_only_safe_markup(chat, chat=True)
     assert_only_safe_markup(sources)
     assert '<a class="rag-cite" href="#src-7-2"' in chat and '<a class="rag-cite" href="#src-7-1"' in chat
@@ -119,11 +121,11 @@ def test_answer_streams_into_chat_with_sources(sample_index_dir: Path) -> None:
     assert all(bank in html.unescape(quote) for bank in BANKS)
     assert_only_safe_markup(reply, chat=True)
     assert_only_safe_markup(sources)
-    assert state["history"][0] == {"role": "user", "content": QUESTION} and state["turn"] == 1
+    assert state.history[0] == ("user", QUESTION) and state.turn == 1
 
     # A follow-up uses the conversation: without an LLM the previous question is searched along.
     chat2, sources2, state2, _ = run_ask(cb, "and what did Google want?", state)[-1]
-    assert len(chat2) == 4 and len(state2["history"]) == 4
+    assert len(chat2) == 4 and len(state2.history) == 4
     assert QUESTION in sources2 and "Google" in shown(sources2)
     assert 'id="src-2-' in sources2 and 'id="src-1-' in sources2  # earlier sources stay, collapsed
 
@@ -164,10 +166,10 @@ def test_api_key_never_shown(sample_index_dir: Path) -> None:
     with FakeOpenAI(["401"]) as llm:
         cb401 = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
         outputs += run_ask(cb401, QUESTION)
-    everything = repr(outputs) + cb.config_html() + cb.stats_html() + cb401.config_html()
-    for spelling in (KEY, app.md_escape(KEY), app.esc(KEY), "user:pw@"):
+    everything = repr(outputs) + cb.status.config_html() + cb.library.stats_html() + cb401.status.config_html()
+    for spelling in (KEY, md_escape(KEY), esc(KEY), "user:pw@"):
         assert spelling not in everything and spelling not in shown(everything)
-    assert "API key</th><td>set" in cb.config_html()
+    assert "API key</th><td>set" in cb.status.config_html()
     assert "rejected the API key (401)" in repr(outputs)
 
 
@@ -193,11 +195,11 @@ def test_errors_become_short_messages(sample_index_dir: Path, monkeypatch: pytes
                                       caplog: pytest.LogCaptureFixture) -> None:
     cb = callbacks(sample_index_dir)
     chat, _, state, _ = run_ask(cb, QUESTION, since="31.10.2023")[-1]
-    assert "must be a date like 2023-10-31" in shown(chat[-1]["content"]) and state["turn"] == 0
+    assert "must be a date like 2023-10-31" in shown(chat[-1]["content"]) and state.turn == 0
 
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail\nTraceback (most recent call last): ...")
-    monkeypatch.setattr(app.rag, "answer_stream", boom)
+    monkeypatch.setattr(rag, "answer_stream", boom)
     chat, _, _, _ = run_ask(cb, QUESTION)[-1]
     assert "Something went wrong (RuntimeError)" in shown(chat[-1]["content"])
     assert "Traceback" not in repr(chat) and "internal detail" not in repr(chat)
@@ -221,9 +223,9 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     exe.write_bytes(b"MZ\x90\x00")
     big = up / "big.txt"
     big.write_text("x" * 2_000_000)
-    cb = callbacks(sample_copy, ui=app.UISettings(upload_max_mb=1))
-    before = cb.index.stats().articles
-    outputs = list(cb.upload([str(good), str(bad), str(exe), str(big)]))
+    cb = callbacks(sample_copy, ui=UISettings(upload_max_mb=1))
+    before = cb.ctx.index.stats().articles
+    outputs = list(cb.library.upload([str(good), str(bad), str(exe), str(big)]))
     statuses = [o[0] for o in outputs]
     assert any("Embedding" in s for s in statuses[:-1])  # progress was shown
     final, stats, _, files = outputs[-1]
@@ -233,24 +235,24 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     assert "tool.exe" in text and "not an accepted file type" in text
     assert "big.txt" in text and "too large" in text
     assert str(scratch) not in final and str(up) not in final  # no server paths shown
-    assert cb.index.stats().articles == before + 1 and f"<b>{before + 1:,}</b> articles" in stats
+    assert cb.ctx.index.stats().articles == before + 1 and f"<b>{before + 1:,}</b> articles" in stats
     assert files is None  # the file box is emptied
     assert list(scratch.iterdir()) == []  # the working copy is gone
 
-    nothing = list(cb.upload([]))[-1][0]
+    nothing = list(cb.library.upload([]))[-1][0]
     assert "Choose one or more files" in nothing
 
     def locked(*args, **kwargs):
         raise rag.IndexLockedError("index is locked by pid 1")
-    monkeypatch.setattr(cb.index, "ingest", locked)
-    status = list(cb.upload([str(good)]))[-1][0]
+    monkeypatch.setattr(cb.ctx.index, "ingest", locked)
+    status = list(cb.library.upload([str(good)]))[-1][0]
     assert "Another upload" in status and list(scratch.iterdir()) == []
 
 
 def test_build_app_queues(sample_index_dir: Path) -> None:
     settings = make_settings(sample_index_dir, openai_api_key=KEY)
     demo = app.build_app(settings, rag.open_index(sample_index_dir, settings, create=False),
-                         ui=app.UISettings(concurrency=3))
+                         ui=UISettings(concurrency=3))
     groups = {fn.concurrency_id: fn.concurrency_limit for fn in demo.fns.values() if fn.concurrency_id}
     assert groups.get("answer") == 3 and groups.get("ingest") == 1
     assert KEY not in repr(demo.get_config_file())
@@ -259,17 +261,17 @@ def test_build_app_queues(sample_index_dir: Path) -> None:
 def test_generator_status_line_says_who_answers_and_why(sample_index_dir: Path, tmp_path: Path) -> None:
     # No usable local model and no LLM server: the UI says so, with the reason, and still answers (quotes).
     cb = callbacks(sample_index_dir, generator="auto", local_model=str(tmp_path / "missing.gguf"))
-    line = cb.generator_html()
+    line = cb.status.generator_html()
     assert 'data-state="ready"' in line and "No language model: answers quote the sources" in shown(line)
     assert "missing.gguf" in shown(line) and "is not a file" in shown(line)
-    html_line, timer = cb.poll_generator()
+    html_line, timer = cb.status.poll_generator()
     assert html_line == line and timer.active is False  # nothing to wait for: the timer stops
     chat, sources, _, _ = run_ask(cb, QUESTION)[-1]
     assert "No language model is available" in shown(chat[-1]["content"])
     assert "no local model: RAG_LOCAL_MODEL=" in shown(sources)
     # An LLM server configured: it answers.
     with FakeOpenAI(["x"]) as llm:
-        line = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY).generator_html()
+        line = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY).status.generator_html()
     assert "Answers are written by an LLM server" in shown(line) and KEY not in line
 
 
@@ -280,15 +282,16 @@ def test_local_model_loads_at_launch_and_its_state_is_shown(sample_index_dir: Pa
     reason = local.unavailable_reason(settings)
     if reason:
         pytest.skip(f"local model: {reason}")
-    cb = app.Callbacks(settings, rag.open_index(sample_index_dir, settings, create=False), warm_up=True)
-    seen = {cb.generator_status().state}
+    cb = Panels.create(settings, rag.open_index(sample_index_dir, settings, create=False))
+    cb.status.warm_up()
+    seen = {cb.status.generator_status().state}
     runtime = local.runtime(settings)
     runtime.wait()
-    seen.add(cb.generator_status().state)
+    seen.add(cb.status.generator_status().state)
     assert seen <= {"loading", "ready"} and "ready" in seen  # started at launch, not at the first question
-    line = cb.generator_html()
+    line = cb.status.generator_html()
     assert "Answers are written by the local model" in shown(line) and "Qwen2.5-Coder-1.5B-Instruct" in shown(line)
-    assert cb.poll_generator()[1].active is False
+    assert cb.status.poll_generator()[1].active is False
 
 
 def test_a_taken_port_is_one_line_naming_the_fix(sample_index_dir: Path) -> None:

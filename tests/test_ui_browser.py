@@ -6,14 +6,13 @@ them hostile) and asks about them, and checks no injected script ran."""
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
 import rag
 
-from conftest import BANKS, ROOT, make_settings
+from conftest import BANKS, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -26,8 +25,8 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
                                                              "(pip install -e '.[test]')")
 
-sys.path.insert(0, str(ROOT))
-import app  # noqa: E402
+from rag.ui import app  # noqa: E402
+from rag.ui.base import UISettings  # noqa: E402
 
 ZORBLAT = ("Zorblat Industries will build its new headquarters in Reykjavik, the company said on Tuesday. "
            "The glass building on the harbour will house 400 engineers from 2025 on.\n")
@@ -46,7 +45,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(sample_copy: Path):
     settings = make_settings(sample_copy)
-    ui = app.UISettings(port=free_port())
+    ui = UISettings(port=free_port())
     demo = app.build_app(settings, rag.open_index(sample_copy, settings, create=False), ui=ui)
     app.serve(demo, ui, block=False, quiet=True)
     try:

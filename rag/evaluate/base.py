@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import rag
+from rag.cite import MARKER_NUMBERS
 from rag.evaluate.errors import DatasetFormatError, DatasetNotFoundError
 from rag.generate import resolve
 from rag.generate.extractive import is_note
@@ -21,7 +22,7 @@ from rag.retrieve import cap_per_article
 from rag.settings import Settings
 
 T = TypeVar("T")
-_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
+_MARKERS = re.compile(rf"\s*\[{MARKER_NUMBERS}\]")  # the markers and the space before them
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,235 @@
+"""The conversation: asking (the answer streams in, its sources beside it), the search and
+answer settings, starting over."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+import rag
+from rag.ui.base import UIContext, friendly
+from rag.ui.render import SOURCES_EMPTY, md_escape, plain_answer, render_answer, render_sources, sources_panel
+from rag.ui.session import ChatMessage, Session, SourcesTurn
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "Which banks did Facebook contact?",
+    "What did Google and Amazon ask banks for?",
+    "Welche Banken hat Facebook kontaktiert?",
+    "Who is trying to take over Manchester United?",
+]
+MAX_QUESTION_CHARS = 2000
+MODES = rag.RETRIEVAL_MODES
+STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams
+#: One handler output: (chat messages, sources panel HTML, session, question box).
+ChatUpdate = tuple[list[dict[str, str]], str, Session, str]
+
+
+def plain_marker(plain: str) -> str:
+    """The plain text the copy button gives, hidden inside the rendered message (ui.js
+    reads it): Markdown-escaped, newlines as character references so it stays one span."""
+    return f'<span class="rag-plain">{md_escape(plain).replace(chr(10), "&#10;")}</span>'
+
+
+class ChatPanel:
+    def __init__(self, ctx: UIContext, status: Any = None) -> None:
+        self.ctx = ctx
+        self.status = status  # the StatusPanel: whether the local model is still loading
+
+    def ask(self, question: str | None, session: Session | None, k: float = 5, mode: str = "hybrid",
+            sources: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
+            generator: str | None = None, model: str | None = None) -> Iterator[ChatUpdate]:
+        """Stream an answer: yields (chat messages, sources panel HTML, session, question box)."""
+        session = session if isinstance(session, Session) else Session()
+        chat = list(session.chat)
+        question = (question or "").strip()
+        if not question:
+            yield session.messages(), sources_panel(session.turns), session, ""
+            return
+        question = question[:MAX_QUESTION_CHARS]
+        turn = session.turn + 1
+        user = ChatMessage("user", md_escape(self.ctx.scrub(question)))
+        chat.append(user)
+        placeholder = "Searching the articles…"
+        if self.status is not None and generator in (None, "auto", "local"):
+            waiting = self.status.generator_status()
+            if waiting.backend == "local" and waiting.state == "loading":
+                placeholder = "Waiting for the local model to finish loading…"
+        chat.append(ChatMessage("assistant", placeholder))
+        busy = ('<div class="rag-sources"><p class="rag-muted">Searching…</p></div>' if not session.turns
+                else sources_panel(session.turns))
+        yield [m.to_gradio() for m in chat], busy, session, ""
+        final: rag.Answer | None = None
+        text = ""
+        try:
+            options = self._options(k, mode, sources, since, until, generator)
+            model = (model or "").strip()[:200]
+            if model and generator != "extractive":
+                options["model"] = model
+            events = rag.answer_stream(question, self.ctx.index, options.pop("k"),
+                                       history=session.history_dicts(), **options)
+            last = 0.0
+            for event in events:
+                if isinstance(event, rag.Answer):
+                    final = event
+                    break
+                text += event
+                now = time.monotonic()
+                if now - last >= STREAM_EVERY:
+                    last = now
+                    chat[-1] = ChatMessage("assistant", self._render(text, turn) + " ▌")
+                    yield [m.to_gradio() for m in chat], busy, session, ""
+            if final is None:
+                raise RuntimeError("the answer stream ended without an answer")
+        except Exception as exc:  # the callback edge: log it, show a short message, never a traceback
+            if isinstance(exc, rag.RagError):
+                log.warning("question failed: %s", exc)
+            else:
+                log.exception("question failed")
+            note = md_escape(self.ctx.scrub(friendly(exc)))
+            partial = (self._render(text, turn) + "\n\n") if text else ""
+            chat[-1] = ChatMessage("assistant", f"{partial}⚠ {note}")
+            # The message stays on screen; the model's history does not get it.
+            session = dataclasses.replace(session, chat=tuple(chat))
+            yield session.messages(), sources_panel(session.turns), session, ""
+            return
+        session = self.answered(session, question, final)
+        yield session.messages(), sources_panel(session.turns), session, ""
+
+    def answered(self, session: Session, question: str, final: rag.Answer) -> Session:
+        """The session with ``final`` shown as the answer to ``question``."""
+        turn = session.turn + 1
+        plain = self.ctx.scrub(plain_answer(final))
+        shown = self._render(final.text, turn, len(final.hits), final.unsupported) + plain_marker(plain)
+        return session.with_answer(question, self.ctx.scrub(final.text), ChatMessage("assistant", shown, plain),
+                                   SourcesTurn(self.ctx.scrub(question), self.ctx.scrub(render_sources(final, turn))),
+                                   ChatMessage("user", md_escape(self.ctx.scrub(question))))
+
+    def _render(self, text: str, turn: int, n_passages: int = 0,
+                unsupported: Sequence[rag.Unsupported] = ()) -> str:
+        """Chat markdown with secrets scrubbed before escaping (escaping changes
+        how a key is spelled) and after (belt and braces)."""
+        flagged = [dataclasses.replace(u, sentence=self.ctx.scrub(u.sentence)) for u in unsupported]
+        return self.ctx.scrub(render_answer(self.ctx.scrub(text), turn, n_passages, flagged))
+
+    def clear(self) -> ChatUpdate:
+        return [], SOURCES_EMPTY, Session(), ""
+
+    def _options(self, k: float, mode: str, sources: Sequence[str] | None, since: str | None,
+                 until: str | None, generator: str | None) -> dict[str, Any]:
+        try:
+            n = int(k)
+        except (TypeError, ValueError):
+            n = 5
+        if mode not in MODES:
+            raise rag.InvalidQueryError(f"retrieval mode must be one of {', '.join(MODES)}")
+        filters: dict[str, Any] = {}
+        chosen = [s for s in (sources or []) if isinstance(s, str) and s]
+        if chosen:
+            filters["source"] = chosen
+        if (start := _valid_date(since, "from")) is not None:
+            filters["since"] = start
+        if (end := _valid_date(until, "until")) is not None:
+            filters["until"] = end
+        if "since" in filters and "until" in filters and filters["since"] > filters["until"]:
+            raise rag.InvalidFilterError("the 'from' date is after the 'until' date")
+        options: dict[str, Any] = {"k": max(1, min(n, 20)), "mode": mode, "filters": filters or None}
+        if generator:
+            options["generator"] = generator
+        return options
+
+
+def _valid_date(value: str | None, name: str) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise rag.InvalidFilterError(f"'{name}' must be a date like 2023-10-31, got {value!r}") from None
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise rag.InvalidFilterError(f"'{name}' must be a date like 2023-10-31, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ChatLayout:
+    session: gr.State
+    chatbot: gr.Chatbot
+    question: gr.Textbox
+    ask: gr.Button
+    clear: gr.Button
+    sources: gr.HTML
+
+
+@dataclass(frozen=True)
+class SearchLayout:
+    k: gr.Slider
+    mode: gr.Radio
+    source_filter: gr.Dropdown
+    since: gr.Textbox
+    until: gr.Textbox
+    generator: gr.Radio
+    model: gr.Textbox
+
+
+def layout(panel: ChatPanel) -> ChatLayout:
+    session = gr.State(Session())
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=360):
+            chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=520, latex_delimiters=[],
+                                 feedback_options=None, buttons=["copy"], sanitize_html=True,
+                                 placeholder="Ask a question about the news articles, or pick an example below.")
+            with gr.Row():
+                question = gr.Textbox(show_label=False, placeholder="Ask a question…", elem_id="question",
+                                      scale=5, lines=1, max_lines=4, max_length=MAX_QUESTION_CHARS, autofocus=True)
+                ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+            gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
+            clear = gr.Button("New conversation", size="sm", elem_id="clear")
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### Sources")
+            sources = gr.HTML(SOURCES_EMPTY, elem_id="sources", max_height=700)
+    return ChatLayout(session, chatbot, question, ask, clear, sources)
+
+
+def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:
+    settings = panel.ctx.settings
+    generators = [("Automatic (LLM server if configured, else the local model, else quotes)", "auto"),
+                  ("Local model (bundled, offline)", "local"),
+                  ("LLM (OpenAI-compatible server)", "openai"),
+                  ("Extractive (no LLM: quotes the sources)", "extractive")]
+    if settings.generator not in {v for _, v in generators}:
+        generators.append((settings.generator, settings.generator))
+    k = gr.Slider(1, 20, value=5, step=1, label="Passages given to the answer", elem_id="k")
+    mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval",
+                    info="hybrid = meaning + keywords; dense = meaning only; sparse = keywords only")
+    source_filter = gr.Dropdown(source_choices, value=[], multiselect=True,
+                                label="Only these sources (none = all)", elem_id="source-filter")
+    with gr.Row():
+        since = gr.Textbox(label="Published from", placeholder="YYYY-MM-DD", elem_id="since")
+        until = gr.Textbox(label="Published until", placeholder="YYYY-MM-DD", elem_id="until")
+    generator = gr.Radio(generators, value=settings.generator, label="Answer generator", elem_id="generator")
+    model = gr.Textbox(value=settings.llm_model, label="LLM model name", elem_id="model", max_length=200)
+    return SearchLayout(k, mode, source_filter, since, until, generator, model)
+
+
+def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> None:
+    inputs = [parts.question, parts.session, search.k, search.mode, search.source_filter, search.since,
+              search.until, search.generator, search.model]
+    outputs = [parts.chatbot, parts.sources, parts.session, parts.question]
+    for trigger in (parts.question.submit, parts.ask.click):
+        trigger(panel.ask, inputs, outputs, concurrency_limit=panel.ctx.ui.concurrency, concurrency_id="answer",
+                show_progress="hidden",
+                api_visibility="private")
+    parts.clear.click(panel.clear, None, outputs, queue=False, api_visibility="private")
+    parts.chatbot.clear(panel.clear, None, outputs, queue=False, api_visibility="private")
+

@@ -1,0 +1,61 @@
+"""What one browser tab holds between events (a ``gr.State``): typed, immutable; each
+handler returns a new one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+#: The last 4 question/answer pairs go to rag.answer.
+HISTORY_MESSAGES = 8
+#: Sources of this many answers stay in the panel (older ones collapsed).
+KEPT_TURNS = 6
+
+
+@dataclass(frozen=True)
+class SourcesTurn:
+    """The sources panel of one answer: its question (shown when collapsed) and its HTML."""
+
+    question: str
+    html: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One bubble as the chat shows it (rendered, escaped markup) and, for answers, the
+    plain text the copy button gives and the stored message it belongs to."""
+
+    role: str  # "user" | "assistant"
+    content: str
+    plain: str = ""
+    message_id: int | None = None
+
+    def to_gradio(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Session:
+    """``history``: what the model is told (raw text); ``chat``: what is shown;
+    ``turns``: the sources panel of each recent answer; ``turn``: the number of the latest
+    answer (it names the ``#src-<turn>-<n>`` anchors); ``conversation_id``: where it is stored."""
+
+    history: tuple[tuple[str, str], ...] = ()
+    chat: tuple[ChatMessage, ...] = ()
+    turns: tuple[SourcesTurn, ...] = field(default=())
+    turn: int = 0
+    conversation_id: str | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat for ``gr.Chatbot``."""
+        return [m.to_gradio() for m in self.chat]
+
+    def history_dicts(self) -> list[dict[str, str]]:
+        """The recent history as ``rag.answer(history=...)`` takes it."""
+        return [{"role": role, "content": content} for role, content in self.history[-HISTORY_MESSAGES:]]
+
+    def with_answer(self, question: str, answer_text: str, message: ChatMessage, sources: SourcesTurn,
+                    user: ChatMessage) -> Session:
+        """The session after one more answered question."""
+        history = self.history + (("user", question), ("assistant", answer_text))
+        return replace(self, history=history[-HISTORY_MESSAGES * 2:], chat=self.chat + (user, message),
+                       turns=(self.turns + (sources,))[-KEPT_TURNS:], turn=self.turn + 1)
