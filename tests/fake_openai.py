@@ -24,6 +24,8 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     delay: float = 0.0
     timeout_sleep: float = 5.0
+    word_delay: float = 0.0  # between streamed words: a slow model
+    streams_cut: int = 0  # streams the client closed before the end (e.g. a stop button)
 
     def __post_init__(self) -> None:
         fake = self
@@ -77,14 +79,19 @@ class FakeOpenAI:
                     self.wfile.write(b"data: {not json at all\n\n")
                     self.wfile.flush()
                     return
-                for word in text.split(" "):
-                    piece = json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                                        "choices": [{"index": 0, "delta": {"content": word + " "},
-                                                     "finish_reason": None}]})
-                    self.wfile.write(f"data: {piece}\n\n".encode())
+                try:
+                    for word in text.split(" "):
+                        piece = json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                                            "choices": [{"index": 0, "delta": {"content": word + " "},
+                                                         "finish_reason": None}]})
+                        self.wfile.write(f"data: {piece}\n\n".encode())
+                        self.wfile.flush()
+                        if fake.word_delay:
+                            time.sleep(fake.word_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    fake.streams_cut += 1
 
             def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 self._raw(status, json.dumps(data).encode(), headers)

@@ -7,6 +7,7 @@ import html
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,37 @@ def test_llm_down_shows_message_and_sources(sample_index_dir: Path) -> None:
     assert "The language model failed" in sources and "facebook-banks-de" in sources
     assert "Traceback" not in reply + sources
     assert KEY not in repr((chat, sources, state))
+
+
+def test_stop_keeps_the_text_so_far_and_closes_the_llm_stream(sample_index_dir: Path) -> None:
+    """The stop button: Gradio cancels the handler, which closes the answer's generator; the
+    LLM's HTTP stream must close then (the server stops writing), and the chat keeps the
+    text so far, marked stopped, out of the model's history."""
+    words = " ".join(f"word{i}" for i in range(400))
+    with FakeOpenAI([f"JPMorgan Chase [1] {words}."], word_delay=0.02) as llm:
+        cb = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
+        run = cb.chat.ask(QUESTION, None)
+        session = None
+        for _, _, session, _ in run:
+            if "word3" in session.chat[-1].content:
+                break
+        run.close()  # what Gradio's cancel does to the handler
+        deadline = time.monotonic() + 10
+        while llm.streams_cut == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert llm.streams_cut == 1, "the LLM stream was not closed"
+    chat, _, stopped, _ = cb.chat.stop(session)
+    assert "Stopped" in shown(chat[-1]["content"]) and "word3" in shown(chat[-1]["content"])
+    assert "▌" not in chat[-1]["content"]
+    assert stopped.history == () and stopped.turn == 0  # nothing half-written goes to the model
+    # Regenerate answers the stopped question again, in its place.
+    with FakeOpenAI(["JPMorgan Chase and Wells Fargo [1]."]) as llm:
+        cb = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
+        chat, _, again, _ = list(cb.chat.regenerate(stopped))[-1]
+    assert [m["role"] for m in chat] == ["user", "assistant"] and "Wells Fargo" in shown(chat[-1]["content"])
+    assert again.history[0] == ("user", QUESTION) and again.turn == 1
+    chat, _, twice, _ = list(cb.chat.regenerate(again))[-1]  # an answered question is replaced, not added
+    assert len(chat) == 2 and len(twice.history) == 2 and len(twice.turns) == 1
 
 
 def test_settings_reach_the_answer(sample_index_dir: Path) -> None:

@@ -63,17 +63,19 @@ class OpenAIGenerator:
                 content = _content(resp)
                 yield content
                 return
-            events = self._client.chat.completions.create(
-                model=self.model, messages=messages,  # type: ignore[arg-type]
-                temperature=self._temperature, stream=True, max_tokens=self._max_tokens)
-            for event in events:
-                choices = getattr(event, "choices", None)
-                if choices is None:
-                    raise GenerationError(self._where("sent a malformed stream event (no choices)"))
-                for choice in choices:
-                    piece = getattr(choice.delta, "content", None) if choice.delta is not None else None
-                    if piece:
-                        yield piece
+            # `with`: a reader that stops early (the UI's stop button) closes the HTTP stream,
+            # so the server stops writing instead of finishing an answer nobody reads.
+            with self._client.chat.completions.create(
+                    model=self.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=self._temperature, stream=True, max_tokens=self._max_tokens) as events:
+                for event in events:
+                    choices = getattr(event, "choices", None)
+                    if choices is None:
+                        raise GenerationError(self._where("sent a malformed stream event (no choices)"))
+                    for choice in choices:
+                        piece = getattr(choice.delta, "content", None) if choice.delta is not None else None
+                        if piece:
+                            yield piece
         except GenerationError:
             raise
         except openai.APITimeoutError:

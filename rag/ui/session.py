@@ -26,6 +26,8 @@ class ChatMessage:
 
     role: str  # "user" | "assistant"
     content: str
+    #: user: the question as typed; assistant: the answer as plain text, "" while it is not
+    #: (yet) an answer (streaming, stopped, failed).
     plain: str = ""
     message_id: int | None = None
 
@@ -52,6 +54,25 @@ class Session:
     def history_dicts(self) -> list[dict[str, str]]:
         """The recent history as ``rag.answer(history=...)`` takes it."""
         return [{"role": role, "content": content} for role, content in self.history[-HISTORY_MESSAGES:]]
+
+    def last_question(self) -> str | None:
+        """The question of the latest exchange (answered or not), for "regenerate"."""
+        for m in reversed(self.chat):
+            if m.role == "user":
+                return m.plain or None
+        return None
+
+    def without_last_exchange(self) -> Session:
+        """The session before its latest question: its messages go, and, if it was answered,
+        its turn in the history and its sources."""
+        users = [i for i, m in enumerate(self.chat) if m.role == "user"]
+        if not users:
+            return self
+        dropped = self.chat[users[-1]:]
+        answered = any(m.role == "assistant" and m.plain for m in dropped)
+        return replace(self, chat=self.chat[:users[-1]],
+                       history=self.history[:-2] if answered else self.history,
+                       turns=self.turns[:-1] if answered else self.turns)
 
     def with_answer(self, question: str, answer_text: str, message: ChatMessage, sources: SourcesTurn,
                     user: ChatMessage) -> Session:

@@ -30,6 +30,10 @@ EXAMPLES = [
 MAX_QUESTION_CHARS = 2000
 MODES = rag.RETRIEVAL_MODES
 STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams
+SEARCHING = "Searching the articles…"
+WAITING_FOR_MODEL = "Waiting for the local model to finish loading…"
+STREAMING = " ▌"  # the cursor after the text while it is written
+STOPPED = "⏹ Stopped. Ask again or press Regenerate for a full answer."
 #: One handler output: (chat messages, sources panel HTML, session, question box).
 ChatUpdate = tuple[list[dict[str, str]], str, Session, str]
 
@@ -57,19 +61,22 @@ class ChatPanel:
             return
         question = question[:MAX_QUESTION_CHARS]
         turn = session.turn + 1
-        user = ChatMessage("user", md_escape(self.ctx.scrub(question)))
+        user = ChatMessage("user", md_escape(self.ctx.scrub(question)), question)
         chat.append(user)
-        placeholder = "Searching the articles…"
+        placeholder = SEARCHING
         if self.status is not None and generator in (None, "auto", "local"):
             waiting = self.status.generator_status()
             if waiting.backend == "local" and waiting.state == "loading":
-                placeholder = "Waiting for the local model to finish loading…"
+                placeholder = WAITING_FOR_MODEL
         chat.append(ChatMessage("assistant", placeholder))
         busy = ('<div class="rag-sources"><p class="rag-muted">Searching…</p></div>' if not session.turns
                 else sources_panel(session.turns))
-        yield [m.to_gradio() for m in chat], busy, session, ""
+        # While it streams, the session shows the question and the text so far (so "stop" can
+        # keep them); its history gets the exchange only once the answer is complete.
+        yield [m.to_gradio() for m in chat], busy, dataclasses.replace(session, chat=tuple(chat)), ""
         final: rag.Answer | None = None
         text = ""
+        events: Iterator[str | rag.Answer] | None = None
         try:
             options = self._options(k, mode, sources, since, until, generator)
             model = (model or "").strip()[:200]
@@ -86,8 +93,8 @@ class ChatPanel:
                 now = time.monotonic()
                 if now - last >= STREAM_EVERY:
                     last = now
-                    chat[-1] = ChatMessage("assistant", self._render(text, turn) + " ▌")
-                    yield [m.to_gradio() for m in chat], busy, session, ""
+                    chat[-1] = ChatMessage("assistant", self._render(text, turn) + STREAMING)
+                    yield [m.to_gradio() for m in chat], busy, dataclasses.replace(session, chat=tuple(chat)), ""
             if final is None:
                 raise RuntimeError("the answer stream ended without an answer")
         except Exception as exc:  # the callback edge: log it, show a short message, never a traceback
@@ -102,6 +109,12 @@ class ChatPanel:
             session = dataclasses.replace(session, chat=tuple(chat))
             yield session.messages(), sources_panel(session.turns), session, ""
             return
+        finally:
+            # Stopped (the browser's stop button, a closed tab) or done: end the answer's
+            # generator now, which closes the LLM's HTTP stream so the server stops writing.
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
         session = self.answered(session, question, final)
         yield session.messages(), sources_panel(session.turns), session, ""
 
@@ -112,7 +125,29 @@ class ChatPanel:
         shown = self._render(final.text, turn, len(final.hits), final.unsupported) + plain_marker(plain)
         return session.with_answer(question, self.ctx.scrub(final.text), ChatMessage("assistant", shown, plain),
                                    SourcesTurn(self.ctx.scrub(question), self.ctx.scrub(render_sources(final, turn))),
-                                   ChatMessage("user", md_escape(self.ctx.scrub(question))))
+                                   ChatMessage("user", md_escape(self.ctx.scrub(question)), question))
+
+    def regenerate(self, session: Session | None, *options: Any) -> Iterator[ChatUpdate]:
+        """Answer the latest question again (with the current settings), in its place."""
+        session = session if isinstance(session, Session) else Session()
+        question = session.last_question()
+        if not question:
+            yield session.messages(), sources_panel(session.turns), session, gr.skip()
+            return
+        yield from self.ask(question, session.without_last_exchange(), *options)
+
+    def stop(self, session: Session | None) -> ChatUpdate:
+        """After the stop button: the text written so far stays, marked as stopped; the
+        conversation's history does not get it (as with a failed answer)."""
+        session = session if isinstance(session, Session) else Session()
+        chat = list(session.chat)
+        if chat and chat[-1].role == "assistant" and not chat[-1].plain:
+            content = chat[-1].content.removesuffix(STREAMING)
+            if content in (SEARCHING, WAITING_FOR_MODEL):
+                content = ""
+            chat[-1] = ChatMessage("assistant", (content + "\n\n" if content else "") + STOPPED)
+        session = dataclasses.replace(session, chat=tuple(chat))
+        return session.messages(), sources_panel(session.turns), session, gr.skip()
 
     def _render(self, text: str, turn: int, n_passages: int = 0,
                 unsupported: Sequence[rag.Unsupported] = ()) -> str:
@@ -167,6 +202,8 @@ class ChatLayout:
     chatbot: gr.Chatbot
     question: gr.Textbox
     ask: gr.Button
+    stop: gr.Button
+    regenerate: gr.Button
     clear: gr.Button
     sources: gr.HTML
 
@@ -193,12 +230,15 @@ def layout(panel: ChatPanel) -> ChatLayout:
                 question = gr.Textbox(show_label=False, placeholder="Ask a question…", elem_id="question",
                                       scale=5, lines=1, max_lines=4, max_length=MAX_QUESTION_CHARS, autofocus=True)
                 ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop", visible=False)
             gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
-            clear = gr.Button("New conversation", size="sm", elem_id="clear")
+            with gr.Row():
+                regenerate = gr.Button("↻ Regenerate", size="sm", elem_id="regenerate")
+                clear = gr.Button("New conversation", size="sm", elem_id="clear")
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### Sources")
             sources = gr.HTML(SOURCES_EMPTY, elem_id="sources", max_height=700)
-    return ChatLayout(session, chatbot, question, ask, clear, sources)
+    return ChatLayout(session, chatbot, question, ask, stop, regenerate, clear, sources)
 
 
 def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:
@@ -223,13 +263,30 @@ def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:
 
 
 def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> None:
-    inputs = [parts.question, parts.session, search.k, search.mode, search.source_filter, search.since,
-              search.until, search.generator, search.model]
+    options = [search.k, search.mode, search.source_filter, search.since, search.until, search.generator,
+               search.model]
     outputs = [parts.chatbot, parts.sources, parts.session, parts.question]
+    running = {"concurrency_limit": panel.ctx.ui.concurrency, "concurrency_id": "answer", "show_progress": "hidden",
+               "api_visibility": "private"}
+    busy = [parts.ask, parts.stop]
+
+    def show_stop() -> tuple[Any, Any]:
+        return gr.Button(visible=False), gr.Button(visible=True)
+
+    def show_ask() -> tuple[Any, Any]:
+        return gr.Button(visible=True), gr.Button(visible=False)
+
+    answering = []
     for trigger in (parts.question.submit, parts.ask.click):
-        trigger(panel.ask, inputs, outputs, concurrency_limit=panel.ctx.ui.concurrency, concurrency_id="answer",
-                show_progress="hidden",
-                api_visibility="private")
+        event = trigger(show_stop, None, busy, queue=False, api_visibility="private").then(
+            panel.ask, [parts.question, parts.session, *options], outputs, **running)
+        event.then(show_ask, None, busy, queue=False, api_visibility="private")
+        answering.append(event)
+    again = parts.regenerate.click(show_stop, None, busy, queue=False, api_visibility="private").then(
+        panel.regenerate, [parts.session, *options], outputs, **running)
+    again.then(show_ask, None, busy, queue=False, api_visibility="private")
+    answering.append(again)
+    parts.stop.click(panel.stop, [parts.session], outputs, cancels=answering, queue=False,
+                     api_visibility="private").then(show_ask, None, busy, queue=False, api_visibility="private")
     parts.clear.click(panel.clear, None, outputs, queue=False, api_visibility="private")
     parts.chatbot.clear(panel.clear, None, outputs, queue=False, api_visibility="private")
-
