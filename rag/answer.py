@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -15,6 +14,7 @@ from typing import Any, Literal, overload
 from rag.cite import check, is_refusal
 from rag.errors import GenerationError, RagError
 from rag.evidence import Evidence
+from rag.followup import is_follow_up
 from rag.generate import (REFUSAL, GenerationRequest, Generator, Turn, choose_generator,
                           history_turns, resolve)
 from rag.generate.extractive import ExtractiveGenerator, is_note
@@ -40,10 +40,6 @@ FAILED = {
     "en": "Could not write an answer: {error} The most relevant passages are listed below.",
     "de": "Es konnte keine Antwort geschrieben werden: {error} Die relevantesten Passagen stehen unten.",
 }
-_FOLLOW_UP = re.compile(
-    r"^(and|but|also|what about|how about|und|aber|auch|was ist mit|wie steht es mit)\b|"
-    r"\b(it|its|they|them|their|he|she|his|her|this|that|those|these|there|es|sie|ihr|ihre|er|sein|seine|"
-    r"dies|diese[rsnm]?|das|dort|dem|den)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -214,9 +210,11 @@ def standalone_query(question: str, history: tuple[Turn, ...],
                      generator: Generator | None) -> tuple[str, list[str]]:
     """Rewrite a follow-up ("and what did Google want?") into a question that
     stands alone, using the conversation: by the LLM when there is one, else by
-    adding the previous question's words."""
+    adding the previous question's words. What is a follow-up: rag.followup."""
     previous = [t.content for t in history if t.role == "user"]
-    if not previous or not _FOLLOW_UP.search(question):
+    verdict = is_follow_up(question, previous[-1] if previous else None)
+    log.debug("follow-up: %s (%s)", verdict.follow_up, verdict.reason)
+    if not verdict.follow_up:
         return question, []
     rewrite = getattr(generator, "rewrite", None)
     if rewrite is not None:
