@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rag"
 
 #: Lowest first. A unit is a top-level module or subpackage of rag ("rag" is its __init__).
 LAYERS: list[set[str]] = [
-    {"errors", "dates", "console", "redact"},
+    {"errors", "dates", "console", "redact", "followup"},
     {"settings", "news"},
     {"ingest", "names"},
     {"chunk"},
