@@ -1,5 +1,5 @@
 """rag.conversations: real SQLite files in tmp_path, real answers from the sample index,
-real threads and real processes writing at once."""
+real threads and real processes writing at once, and the `rag feedback export` command."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ FOLLOW_UP = "And what did they ask the banks for?"
 OFF_TOPIC = "What is the recipe for banana bread with walnuts?"
 LLM_REPLY = ("Facebook asked JPMorgan Chase and Citigroup for data [1]. Facebook bought Deutsche Bank "
              "in 2019 [1]. Facebook lost 500 billion dollars in a day [1].")
+RAG = str(Path(sys.executable).parent / "rag")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -360,3 +361,34 @@ def test_default_path_and_creation_on_open(tmp_path: Path) -> None:
     ConversationStore(path)
     assert path.is_file()
 
+
+# ---- rag feedback export ----
+def test_cli_exports_feedback_as_json_lines(tmp_path: Path) -> None:
+    db = tmp_path / "conversations.sqlite3"
+    store = ConversationStore(db)
+    convo = store.create("browser-a")
+    for i, rating in enumerate((1, -1, 0)):
+        reply = store.add_exchange(convo.id, "browser-a", f"Frage {i}: Übernahme?", small_answer(f"Frage {i}"))
+        store.set_feedback(reply.id, "browser-a", rating, f"Kommentar {i}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("RAG_CONVERSATIONS", None)
+
+    def run(*args: str, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RAG, "feedback", "export", *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    out = tmp_path / "feedback.jsonl"
+    proc = run("--db", str(db), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(x["question"], x["rating"], x["comment"]) for x in lines] == \
+        [("Frage 0: Übernahme?", 1, "Kommentar 0"), ("Frage 1: Übernahme?", -1, "Kommentar 1")]
+    assert proc.stdout == "" and "exported 2 rated answers" in proc.stderr
+
+    by_env = run(env={**env, "RAG_CONVERSATIONS": str(db)})  # stdout by default, the db from the environment
+    assert by_env.returncode == 0 and [json.loads(x) for x in by_env.stdout.splitlines()] == lines
+
+    missing = run("--db", str(tmp_path / "nope.sqlite3"))
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip().count("\n") == 0 and "no conversations database at" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "nope.sqlite3").exists()
