@@ -252,6 +252,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return ui_main(argv)
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """``rag feedback export``: the rated answers of the chat UI as JSON lines, for evaluation."""
+    from pathlib import Path
+
+    from rag.conversations import ConversationStore, default_path
+
+    path = Path(args.db).expanduser() if args.db else default_path(os.environ)
+    store = ConversationStore(path, create=False)  # a missing file is an error, not a new empty database
+    if args.out:
+        out = Path(args.out).expanduser()
+        try:
+            with out.open("w", encoding="utf-8") as handle:
+                lines = store.export_feedback(handle)
+        except OSError as exc:
+            print(f"error: cannot write {safe(out)}: {safe(exc.strerror or exc)}", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        lines = store.export_feedback(sys.stdout)
+        sys.stdout.flush()
+    print(f"exported {lines} rated answer{'s' if lines != 1 else ''} from {safe(path)}"
+          + (f" to {safe(args.out)}" if args.out else ""), file=sys.stderr)
+    return EXIT_OK
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -315,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default: $RAG_UI_HOST or 127.0.0.1)")
     p.add_argument("--port", type=whole_number(1), help="port to listen on (default: $RAG_UI_PORT or 7860)")
     p.set_defaults(func=cmd_ui, verbose=0)
+
+    p = sub.add_parser("feedback", help="the thumbs up/down given in the chat UI",
+                       description="export: every rated answer (question, conversation so far, answer, passages, "
+                                   "citations, rating, comment) as one JSON line each, for evaluation")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--db", metavar="PATH", help="the conversations database (default: $RAG_CONVERSATIONS or "
+                                               "$XDG_DATA_HOME/rag-news/conversations.sqlite3)")
+    p.add_argument("--out", metavar="FILE", help="write the JSON lines to FILE (default: stdout)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.set_defaults(func=cmd_feedback)
 
     from rag.evaluate.cli import register  # a layer above answer(), like this CLI
 

@@ -4,6 +4,7 @@ answers, plus the reports that ingest returns. Frozen dataclasses only."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,25 @@ def chunk_id(article_id: str, ordinal: int) -> str:
     return f"{article_id}#{ordinal}"
 
 
+def _from_fields(cls: type[Any], data: Mapping[str, Any], **given: Any) -> Any:
+    """``cls(**data)`` for the dataclass ``cls``, the inverse of ``dataclasses.asdict`` for flat
+    records: keys it does not know are ignored (a newer version's extra fields), a missing key
+    takes the field's default (an older version's record) or is an error, lists become tuples.
+    ``given`` are fields the caller already converted."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{cls.__name__}.from_dict needs a dict, not {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.name in data:
+            value = data[f.name]
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{cls.__name__}.from_dict: the field {f.name!r} is missing")
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved passage with the metadata needed to cite it."""
@@ -121,6 +141,11 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hit:
+        """The inverse of ``to_dict`` (an answer's passages also carry ``n``, ignored here)."""
+        return _from_fields(cls, data)
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,10 @@ class Citation:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Citation:
+        return _from_fields(cls, data)
+
 
 @dataclass(frozen=True)
 class Unsupported:
@@ -219,6 +248,10 @@ class Unsupported:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Unsupported:
+        return _from_fields(cls, data)
 
 
 @dataclass(frozen=True)
@@ -247,6 +280,17 @@ class Answer:
             "generator": self.generator, "unsupported": [u.to_dict() for u in self.unsupported],
             "refused": self.refused, "error": self.error, "notes": list(self.notes), "draft": self.draft,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Answer:
+        """The inverse of ``to_dict``: ``Answer.from_dict(a.to_dict()) == a``, also after a JSON round trip."""
+        if not isinstance(data, Mapping) or "answer" not in data:
+            raise ValueError("Answer.from_dict needs the dict of Answer.to_dict() (with 'answer', the text)")
+        return _from_fields(
+            cls, data, text=data["answer"],
+            citations=tuple(Citation.from_dict(c) for c in data.get("citations") or ()),
+            hits=tuple(Hit.from_dict(h) for h in data.get("passages") or ()),
+            unsupported=tuple(Unsupported.from_dict(u) for u in data.get("unsupported") or ()))
 
 
 FILTER_KEYS = ("source", "language", "article_ids", "since", "until")
