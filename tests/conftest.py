@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The UI keeps conversations and LLM preferences in the user's data/config folders: tests
+# (and the servers they start) use private ones, never the real home.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="rag-test-data-")
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="rag-test-config-")
+os.environ.pop("RAG_CONVERSATIONS", None)
 
 import rag  # noqa: E402
 from rag.embed import load_embedder  # noqa: E402

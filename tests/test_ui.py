@@ -195,6 +195,13 @@ def test_api_key_never_shown(sample_index_dir: Path) -> None:
                        openai_api_key=KEY, llm_max_retries=0)
         outputs = run_ask(cb, QUESTION)
     assert "My key is ***" in shown(outputs[-1][0][-1]["content"])
+    # Saved conversations (and so the feedback export) hold the scrubbed text too.
+    with FakeOpenAI([leaky]) as llm:
+        cbs = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY, llm_max_retries=0)
+        session = cbs.conversations.restore("", "")[2]
+        session = run_ask(cbs, QUESTION, session)[-1][2]
+    stored = cbs.ctx.store.get(session.conversation_id, session.owner)
+    assert KEY not in repr(stored) and "My key is ***" in stored.messages[-1].answer.text
     with FakeOpenAI(["401"]) as llm:
         cb401 = callbacks(sample_index_dir, openai_base_url=llm.base_url, openai_api_key=KEY)
         outputs += run_ask(cb401, QUESTION)
@@ -353,3 +360,52 @@ def test_a_taken_port_is_one_line_naming_the_fix(sample_index_dir: Path) -> None
         free.bind(("127.0.0.1", 0))
         unused = free.getsockname()[1]
     assert app.port_problem("127.0.0.1", unused) is None
+
+
+# ---------------------------------------------------------------- conversations
+def test_conversations_survive_a_reload_and_can_be_renamed_rated_exported_deleted(sample_index_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    import gradio as gr
+
+    ui = UISettings(conversations=str(tmp_path / "chats.sqlite3"))
+    cb = callbacks(sample_index_dir, ui=ui)
+    chat, sources, session, owner, open_id, listing = cb.conversations.restore("", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", owner) and open_id == "" and chat == [] and listing.choices == []
+    _, _, session, _ = run_ask(cb, QUESTION, session)[-1]
+    _, _, session, _ = run_ask(cb, "And what did they ask the banks for?", session)[-1]
+    open_id, listing = cb.conversations.after_answer(session)
+    assert open_id == session.conversation_id and [c[0] for c in listing.choices] == [QUESTION]
+
+    # A reload: the browser brings its owner id and the open conversation; the chat comes back as it was.
+    chat2, sources2, restored, owner2, open2, _ = app.Panels.create(
+        cb.ctx.settings, cb.ctx.index, ui).conversations.restore(owner, open_id)
+    assert owner2 == owner and open2 == open_id and restored.history == session.history
+    assert chat2 == session.messages() and sources2 == render.sources_panel(session.turns)
+    # Another browser sees none of it, and cannot open it by id.
+    _, _, stranger, other, _, others = cb.conversations.restore("", "")
+    assert other != owner and others.choices == []
+    assert cb.conversations.open(open_id, stranger)[0] == []
+
+    # Copy gives plain text: the answer with its [n] and the cited sources, no markup.
+    plain = session.chat[1].plain
+    assert "<" not in plain and "[1]" in plain and "Sources:\n[1] " in plain and all(b in plain for b in BANKS)
+    assert '<span class="rag-plain">' in session.chat[1].content
+
+    # Rate the first answer, comment, export.
+    pending, row, _, status = cb.conversations.rate(session, gr.LikeData(None, {"index": 1, "value": "",
+                                                                                "liked": False}))
+    assert pending == (session.chat[1].message_id, -1) and row.visible is True and "saved" in shown(status)
+    _, row, _, status = cb.conversations.comment("The banks were right, the date was missing.", pending, session)
+    assert "Comment saved" in shown(status)
+    exported, status = cb.conversations.export(session)
+    lines = Path(exported).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 and '"rating": -1' in lines[0] and "date was missing" in lines[0]
+    assert cb.conversations.export(stranger)[0] is None
+
+    # Rename, then delete: the list follows; a new conversation starts empty and keeps the owner.
+    listing, _, status = cb.conversations.rename("Facebook and the banks", session)
+    assert [c[0] for c in listing.choices] == ["Facebook and the banks"]
+    chat3, _, fresh, _, open3, listing, status = cb.conversations.delete(session)
+    assert chat3 == [] and open3 == "" and listing.choices == [] and fresh.owner == owner
+    assert "deleted" in shown(status)
+    assert cb.conversations.restore(owner, open_id)[0] == []  # a deleted conversation is not restored

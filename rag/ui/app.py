@@ -27,7 +27,7 @@ import rag  # noqa: E402
 from rag.console import configure_logging  # noqa: E402
 from rag.redact import install_redaction  # noqa: E402
 from rag.ui.base import UIContext, UISettings  # noqa: E402
-from rag.ui.panels import chat, library, status  # noqa: E402
+from rag.ui.panels import chat, conversations, library, status  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,14 @@ class Panels:
     status: status.StatusPanel
     chat: chat.ChatPanel
     library: library.LibraryPanel
+    conversations: conversations.ConversationsPanel
 
     @classmethod
     def create(cls, settings: rag.Settings, index: rag.NewsIndex, ui: UISettings | None = None) -> Panels:
         ctx = UIContext.create(settings, index, ui)
         st = status.StatusPanel(ctx)
-        return cls(ctx, st, chat.ChatPanel(ctx, st), library.LibraryPanel(ctx))
+        talk = chat.ChatPanel(ctx, st)
+        return cls(ctx, st, talk, library.LibraryPanel(ctx), conversations.ConversationsPanel(ctx, talk))
 
 
 def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True,
@@ -69,6 +71,7 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
         stats = gr.HTML(panels.library.stats_html(), elem_id="stats")
         status_parts = status.layout(panels.status)
         chat_parts = chat.layout(panels.chat)
+        saved_parts = conversations.layout(panels.conversations)  # the sidebar; under the chat: the comment box
         with gr.Row(equal_height=False):
             with gr.Column():
                 with gr.Accordion("Search and answer settings", open=False, elem_id="settings"):
@@ -76,7 +79,8 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
                     gr.HTML(panels.status.config_html())
             with gr.Column():
                 library_parts = library.layout(panels.library)
-        chat.wire(panels.chat, chat_parts, search)
+        answering = chat.wire(panels.chat, chat_parts, search)
+        conversations.wire(panels.conversations, demo, saved_parts, chat_parts, answering)
         library.wire(panels.library, demo, library_parts, stats, search.source_filter)
         status.wire(panels.status, demo, status_parts)
     demo.queue(default_concurrency_limit=ui.concurrency)

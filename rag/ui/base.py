@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import rag
+from rag.conversations import ConversationStore, default_path
 from rag.redact import Redactor
 from rag.settings import env, load_from_env
 
@@ -30,6 +33,9 @@ class UISettings:
     upload_max_mb: float = env("RAG_UPLOAD_MAX_MB", 20.0, float)
     #: Questions answered at the same time.
     concurrency: int = env("RAG_UI_CONCURRENCY", 4, int)
+    #: The SQLite file of saved conversations and answer feedback ("": the user's data
+    #: folder, $XDG_DATA_HOME/rag-news/conversations.sqlite3).
+    conversations: str = env("RAG_CONVERSATIONS", "")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, dotenv: str | None = ".env",
@@ -57,11 +63,13 @@ class UIContext:
     ui: UISettings
     index: rag.NewsIndex
     scrub: Scrubber
+    store: ConversationStore
 
     @classmethod
     def create(cls, settings: rag.Settings, index: rag.NewsIndex, ui: UISettings | None = None) -> UIContext:
         ui = ui or UISettings()
-        return cls(settings, ui, index, Scrubber(settings, ui))
+        path = Path(ui.conversations).expanduser() if ui.conversations else default_path(os.environ)
+        return cls(settings, ui, index, Scrubber(settings, ui), ConversationStore(path))
 
     def replace(self, **changes: Any) -> UIContext:
         return dataclasses.replace(self, **changes)

@@ -29,7 +29,7 @@ class ChatMessage:
     #: user: the question as typed; assistant: the answer as plain text, "" while it is not
     #: (yet) an answer (streaming, stopped, failed).
     plain: str = ""
-    message_id: int | None = None
+    message_id: str | None = None  # in the conversation store
 
     def to_gradio(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -46,6 +46,9 @@ class Session:
     turns: tuple[SourcesTurn, ...] = field(default=())
     turn: int = 0
     conversation_id: str | None = None
+    #: The browser this tab belongs to (a random id kept in its localStorage): whose
+    #: conversations are listed and stored. "" = nothing is stored.
+    owner: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         """The chat for ``gr.Chatbot``."""
@@ -54,6 +57,10 @@ class Session:
     def history_dicts(self) -> list[dict[str, str]]:
         """The recent history as ``rag.answer(history=...)`` takes it."""
         return [{"role": role, "content": content} for role, content in self.history[-HISTORY_MESSAGES:]]
+
+    def last_answer_id(self) -> str | None:
+        """The stored id of the latest message if it is an answer (what "regenerate" replaces)."""
+        return self.chat[-1].message_id if self.chat and self.chat[-1].role == "assistant" else None
 
     def last_question(self) -> str | None:
         """The question of the latest exchange (answered or not), for "regenerate"."""

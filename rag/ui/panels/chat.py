@@ -51,8 +51,10 @@ class ChatPanel:
 
     def ask(self, question: str | None, session: Session | None, k: float = 5, mode: str = "hybrid",
             sources: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
-            generator: str | None = None, model: str | None = None) -> Iterator[ChatUpdate]:
-        """Stream an answer: yields (chat messages, sources panel HTML, session, question box)."""
+            generator: str | None = None, model: str | None = None, *,
+            replace_id: str | None = None) -> Iterator[ChatUpdate]:
+        """Stream an answer: yields (chat messages, sources panel HTML, session, question box).
+        ``replace_id``: the stored answer this one replaces (regenerate)."""
         session = session if isinstance(session, Session) else Session()
         chat = list(session.chat)
         question = (question or "").strip()
@@ -115,15 +117,51 @@ class ChatPanel:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
-        session = self.answered(session, question, final)
+        session = self.answered(session, question, final, *self._save(session, question, final, replace_id))
         yield session.messages(), sources_panel(session.turns), session, ""
 
-    def answered(self, session: Session, question: str, final: rag.Answer) -> Session:
-        """The session with ``final`` shown as the answer to ``question``."""
+    def _save(self, session: Session, question: str, final: rag.Answer,
+              replace_id: str | None) -> tuple[str | None, str | None]:
+        """Store the exchange in the session's conversation (created with the first question).
+        Returns (the stored answer's id, the conversation's id); (None, None) when nothing is
+        stored or saving failed (said in a toast, not fatal: the answer is still shown)."""
+        if not session.owner:
+            return None, None
+        store = self.ctx.store
+        final = self._scrubbed(final)  # stored and exported: never with a key the LLM echoed
+        try:
+            if replace_id and session.conversation_id:
+                message = store.replace_last_answer(session.conversation_id, session.owner, final)
+                return message.id, session.conversation_id
+            conversation_id = session.conversation_id or store.create(session.owner).id
+            return store.add_exchange(conversation_id, session.owner, question, final).id, conversation_id
+        except Exception as exc:
+            log.exception("saving the answer failed")
+            gr.Warning(self.ctx.scrub(f"This answer is shown but was not saved: {friendly(exc)}"))
+            return None, None
+
+    def _scrubbed(self, answer: rag.Answer) -> rag.Answer:
+        def clean(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.ctx.scrub(value)
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            return value
+        return rag.Answer.from_dict(clean(answer.to_dict()))
+
+    def answered(self, session: Session, question: str, final: rag.Answer, message_id: str | None = None,
+                 conversation_id: str | None = None) -> Session:
+        """The session with ``final`` shown as the answer to ``question`` (``message_id``: where it
+        is stored)."""
         turn = session.turn + 1
         plain = self.ctx.scrub(plain_answer(final))
         shown = self._render(final.text, turn, len(final.hits), final.unsupported) + plain_marker(plain)
-        return session.with_answer(question, self.ctx.scrub(final.text), ChatMessage("assistant", shown, plain),
+        if conversation_id:
+            session = dataclasses.replace(session, conversation_id=conversation_id)
+        return session.with_answer(question, self.ctx.scrub(final.text),
+                                   ChatMessage("assistant", shown, plain, message_id),
                                    SourcesTurn(self.ctx.scrub(question), self.ctx.scrub(render_sources(final, turn))),
                                    ChatMessage("user", md_escape(self.ctx.scrub(question)), question))
 
@@ -134,7 +172,7 @@ class ChatPanel:
         if not question:
             yield session.messages(), sources_panel(session.turns), session, gr.skip()
             return
-        yield from self.ask(question, session.without_last_exchange(), *options)
+        yield from self.ask(question, session.without_last_exchange(), *options, replace_id=session.last_answer_id())
 
     def stop(self, session: Session | None) -> ChatUpdate:
         """After the stop button: the text written so far stays, marked as stopped; the
@@ -155,9 +193,6 @@ class ChatPanel:
         how a key is spelled) and after (belt and braces)."""
         flagged = [dataclasses.replace(u, sentence=self.ctx.scrub(u.sentence)) for u in unsupported]
         return self.ctx.scrub(render_answer(self.ctx.scrub(text), turn, n_passages, flagged))
-
-    def clear(self) -> ChatUpdate:
-        return [], SOURCES_EMPTY, Session(), ""
 
     def _options(self, k: float, mode: str, sources: Sequence[str] | None, since: str | None,
                  until: str | None, generator: str | None) -> dict[str, Any]:
@@ -224,7 +259,7 @@ def layout(panel: ChatPanel) -> ChatLayout:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=520, latex_delimiters=[],
-                                 feedback_options=None, buttons=["copy"], sanitize_html=True,
+                                 feedback_options=("Like", "Dislike"), buttons=["copy"], sanitize_html=True,
                                  placeholder="Ask a question about the news articles, or pick an example below.")
             with gr.Row():
                 question = gr.Textbox(show_label=False, placeholder="Ask a question…", elem_id="question",
@@ -262,7 +297,8 @@ def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:
     return SearchLayout(k, mode, source_filter, since, until, generator, model)
 
 
-def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> None:
+def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> list[Any]:
+    """The chat's events; returns the events that answer (for what follows an answer)."""
     options = [search.k, search.mode, search.source_filter, search.since, search.until, search.generator,
                search.model]
     outputs = [parts.chatbot, parts.sources, parts.session, parts.question]
@@ -288,5 +324,4 @@ def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> None:
     answering.append(again)
     parts.stop.click(panel.stop, [parts.session], outputs, cancels=answering, queue=False,
                      api_visibility="private").then(show_ask, None, busy, queue=False, api_visibility="private")
-    parts.clear.click(panel.clear, None, outputs, queue=False, api_visibility="private")
-    parts.chatbot.clear(panel.clear, None, outputs, queue=False, api_visibility="private")
+    return answering
