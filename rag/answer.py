@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from rag.cite import check, is_refusal
@@ -18,9 +18,11 @@ from rag.followup import is_follow_up
 from rag.generate import (REFUSAL, GenerationRequest, Generator, Turn, choose_generator,
                           history_turns, resolve)
 from rag.generate.extractive import ExtractiveGenerator, is_note
+from rag.generate.openai_chat import validate_base_url
 from rag.index import NewsIndex, open_index
 from rag.ingest.articles import detect_query_language
 from rag.news import Answer, Hit
+from rag.redact import register_secret, register_url_secrets
 from rag.retrieve import Retrieval
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
 
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 #: Other models: set RAG_MIN_SIMILARITY (one threshold; default off).
 DEFAULT_MIN_SIMILARITY = 0.72
 DEFAULT_MIN_SIMILARITY_CROSS = 0.67
+#: ``Answer.generator`` names what wrote the text shown: this when no generator wrote any of
+#: it (refused for lack of relevant passages, or the generator failed before writing a word:
+#: then ``error`` says why and a note names the generator that failed).
+NO_GENERATOR = "none"
 FAILED = {
     "en": "Could not write an answer: {error} The most relevant passages are listed below.",
     "de": "Es konnte keine Antwort geschrieben werden: {error} Die relevantesten Passagen stehen unten.",
@@ -49,6 +55,10 @@ class AnswerOptions:
     filters: Any = None
     generator: str | None = None
     model: str | None = None  # LLM model name; default settings.llm_model
+    #: An OpenAI-compatible server for this call only (the UI's per-browser LLM settings);
+    #: with it, the key is ``api_key`` alone: the configured key never goes to a server a caller chose.
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     min_similarity: float | None = None
     retrieval: dict[str, Any] | None = None  # extra RetrievalOptions (max_per_article, now, reranker, ...)
 
@@ -72,8 +82,9 @@ def answer(question: str, index: str | os.PathLike[str] | NewsIndex = "index", k
 
     Options: ``mode`` ("hybrid" | "dense" | "sparse"), ``filters`` (dict: source,
     language, since, until, article_ids), ``generator`` ("openai" | "extractive"
-    | "local"), ``model`` (the LLM model name for this call), ``min_similarity``,
-    and any retrieval option (``max_per_article``,
+    | "local"), ``model`` (the LLM model name for this call), ``base_url`` and
+    ``api_key`` (an OpenAI-compatible server for this call; with ``generator`` unset
+    or "auto" it answers), ``min_similarity``, and any retrieval option (``max_per_article``,
     ``merge_neighbours``, ``now``, ``reranker``, ``sparse_weight``).
 
     With ``stream=True`` returns an iterator of text pieces whose last item is
@@ -100,9 +111,35 @@ def answer_stream(question: str, index: str | os.PathLike[str] | NewsIndex = "in
 
 
 def _options(k: int, options: dict[str, Any]) -> AnswerOptions:
-    known = {"mode", "filters", "generator", "model", "min_similarity"}
+    known = {"mode", "filters", "generator", "model", "min_similarity", "base_url", "api_key"}
     retrieval = {key: value for key, value in options.items() if key not in known}
-    return AnswerOptions(k=k, retrieval=retrieval, **{key: options[key] for key in known if key in options})
+    given = {key: options[key] for key in known if key in options}
+    for key in ("model", "base_url", "api_key"):  # an empty text box means "not given"
+        if isinstance(given.get(key), str):
+            given[key] = given[key].strip() or None
+    if given.get("base_url"):
+        given["base_url"] = validate_base_url(given["base_url"])
+    return AnswerOptions(k=k, retrieval=retrieval, **given)
+
+
+def _call_settings(settings: Settings, opts: AnswerOptions) -> Settings:
+    """``settings`` with this call's LLM server, key and model (the index's stay as they are)."""
+    changes: dict[str, Any] = {"llm_model": opts.model} if opts.model else {}
+    if opts.base_url:
+        changes.update(openai_base_url=opts.base_url, openai_api_key=opts.api_key)
+    elif opts.api_key:
+        changes["openai_api_key"] = opts.api_key
+    # Keys typed into the UI: out of every log record (openai's and httpx's too) from now on.
+    register_secret(opts.api_key)
+    register_url_secrets(opts.base_url)
+    return settings.replace(**changes) if changes else settings
+
+
+def _generator_name(opts: AnswerOptions) -> str | None:
+    """A per-call server answers unless another generator was asked for by name."""
+    if (opts.base_url or opts.api_key) and opts.generator in (None, "auto"):
+        return "openai"
+    return opts.generator
 
 
 def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: AnswerOptions,
@@ -110,9 +147,9 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     if not isinstance(question, str) or not question.strip():
         raise RagError("the question is empty")
     question = question.strip().encode("utf-8", "replace").decode("utf-8")  # no lone surrogates downstream
-    settings = idx.settings.replace(llm_model=opts.model) if opts.model else idx.settings
+    settings = _call_settings(idx.settings, opts)
     language = detect_query_language(question, settings.languages) or "en"
-    backend, skipped = resolve(settings, opts.generator)
+    backend, skipped = resolve(settings, _generator_name(opts))
     notes: list[str] = [f"no local model: {skipped}"] if skipped else []
     generator: Generator | None = None
     failure_reason = None
@@ -133,13 +170,14 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
         text = REFUSAL.get(language, REFUSAL["en"])
         if stream:
             yield text
-        yield Answer(question, text, (), hits, name, query, refused=True, notes=tuple(notes))
+        yield Answer(question, text, (), hits, NO_GENERATOR, query, refused=True, notes=tuple(notes))
         return
     if generator is None:
         text = FAILED.get(language, FAILED["en"]).format(error=failure_reason)
         if stream:
             yield text
-        yield Answer(question, text, (), hits, name, query, error=failure_reason, notes=tuple(notes))
+        notes.append(f"{name} failed before writing anything")
+        yield Answer(question, text, (), hits, NO_GENERATOR, query, error=failure_reason, notes=tuple(notes))
         return
 
     evidence = Evidence(hits, idx.embedder)
@@ -169,6 +207,8 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
                 yield from pieces
         else:
             error = str(exc)
+            notes.append(f"{generator.name} failed " + ("after writing part of the answer" if pieces
+                                                        else "before writing anything"))
             failure = ("\n\n" if pieces else "") + FAILED.get(language, FAILED["en"]).format(error=error)
             if stream:
                 yield failure
@@ -177,7 +217,8 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     checked = check(text, request.evidence, fixed=[line for line in text.splitlines() if is_note(line)])
     # A generator that says the sources lack the answer (and cites nothing) refused too.
     refused = error is None and not checked.citations and is_refusal(checked.text)
-    yield Answer(question, checked.text + failure, checked.citations, shown, generator.name, query,
+    wrote = generator.name if error is None or pieces else NO_GENERATOR
+    yield Answer(question, checked.text + failure, checked.citations, shown, wrote, query,
                  unsupported=checked.unsupported, refused=refused, error=error,
                  notes=tuple(notes) + checked.notes, draft=text)
 

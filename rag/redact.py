@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
@@ -35,7 +38,7 @@ _QUERY_CREDENTIAL = re.compile(rf"(?i)([?&;][\w.\-]*?{_CREDENTIAL_NAME}=)[^&#\s\
 _AUTH_HEADER = re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)\s+)[^\s\"',}]+")
 
 
-def _url_credentials(url: str) -> set[str]:
+def url_credentials(url: str) -> set[str]:
     """The credentials inside ``url``: the password (or a lone user name, which is then the
     token), credential query values, and the Basic-auth header httpx builds from userinfo."""
     try:
@@ -73,7 +76,7 @@ def secret_values(*sources: Any) -> set[str]:
             if f.metadata.get("secret") and value:
                 found.add(str(value))
             elif isinstance(value, str) and "://" in value:
-                found |= _url_credentials(value)
+                found |= url_credentials(value)
     return {value for value in found if len(value) >= MIN_SECRET_CHARS}
 
 
@@ -89,22 +92,111 @@ def _spellings(secret: str) -> Iterable[str]:
             yield re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)
 
 
+@functools.lru_cache(maxsize=64)
+def _alternation(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    """One pattern matching every spelling of ``secrets`` (None: there is nothing to match).
+    Cached: every Redactor of the same settings shares it, and with many run-time secrets
+    building it takes milliseconds."""
+    spellings = {s for secret in secrets for s in _spellings(secret) if len(s) >= MIN_SECRET_CHARS}
+    # Longest first, so a secret is never left half-replaced by a shorter one inside it.
+    alternatives = sorted(spellings, key=lambda s: (-len(s), s))
+    return re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
+
+
+#: Secrets registered while running (keys typed into the UI) kept at most: a long-running
+#: server must not grow without bound; the least recently registered one is dropped first.
+MAX_RUNTIME_SECRETS = 256
+
+
+class _RuntimeSecrets:
+    """The process's run-time secrets, applied by every ``Redactor``. Writers take the lock and
+    publish a new (generation, secrets) pair; readers take the pair in one read, never locking."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: OrderedDict[str, None] = OrderedDict()
+        self.state: tuple[int, frozenset[str]] = (0, frozenset())
+
+    def add(self, values: Iterable[str]) -> None:
+        dropped = 0
+        with self._lock:
+            for value in values:
+                self._secrets[value] = None
+                self._secrets.move_to_end(value)  # registered again: the newest
+            while len(self._secrets) > MAX_RUNTIME_SECRETS:
+                self._secrets.popitem(last=False)
+                dropped += 1
+            self._publish()
+        if dropped:
+            log.warning("forgot the %d oldest run-time secret(s): at most %d are redacted", dropped,
+                        MAX_RUNTIME_SECRETS)
+
+    def remove(self, values: Iterable[str]) -> None:
+        with self._lock:
+            for value in values:
+                self._secrets.pop(value, None)
+            self._publish()
+
+    def _publish(self) -> None:
+        current = frozenset(self._secrets)
+        if current != self.state[1]:
+            self.state = (self.state[0] + 1, current)
+
+
+_runtime = _RuntimeSecrets()
+
+
+def register_secret(*values: str | None) -> None:
+    """Redact ``values`` from now on, everywhere a ``Redactor`` is used (shown text and, once
+    ``install_redaction`` ran, every log record): for secrets that arrive at run time, such
+    as an API key typed into the UI. Thread-safe; None and secrets shorter than
+    MIN_SECRET_CHARS are ignored; at most MAX_RUNTIME_SECRETS are kept (the least recently
+    registered is dropped first: register a key again each time it is used)."""
+    _runtime.add(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+
+
+def register_url_secrets(url: str | None) -> None:
+    """``register_secret`` for the credentials inside ``url`` (its password, a token as user
+    name, credential query values, and the Basic-auth header built from them)."""
+    if url:
+        register_secret(*url_credentials(url))
+
+
+def forget_secret(*values: str | None) -> None:
+    """Stop redacting run-time secrets registered with ``register_secret`` (e.g. a key the user
+    removed; tests use it to leave the process as they found it)."""
+    _runtime.remove(v for v in values if v)
+
+
+def runtime_secret_count() -> int:
+    """How many run-time secrets are redacted now (at most MAX_RUNTIME_SECRETS)."""
+    return len(_runtime.state[1])
+
+
 class Redactor:
     """``redactor(text)``: ``text`` without credentials. Built once from the settings
-    objects whose secrets it removes (see ``secret_values``)."""
+    objects whose secrets it removes (see ``secret_values``); it also removes the
+    run-time secrets of ``register_secret``, as registered at the time of each call."""
 
     def __init__(self, *sources: Any) -> None:
-        spellings = {s for secret in secret_values(*sources) for s in _spellings(secret)
-                     if len(s) >= MIN_SECRET_CHARS}
-        # Longest first, so a secret is never left half-replaced by a shorter one inside it.
-        alternatives = sorted(spellings, key=lambda s: (-len(s), s))
-        self._literal = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
+        self._secrets = frozenset(secret_values(*sources))
+        self._compiled: tuple[int, re.Pattern[str] | None] = (0, _alternation(self._secrets))
+
+    def _pattern(self) -> re.Pattern[str] | None:
+        """One pattern for this redactor's secrets and the run-time ones (one pattern, so that
+        neither kind can leave the other half-replaced), recompiled when those change."""
+        generation, runtime = _runtime.state
+        compiled = self._compiled
+        if compiled[0] != generation:
+            compiled = self._compiled = (generation, _alternation(self._secrets | runtime))
+        return compiled[1]
 
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        if self._literal is not None:
-            text = self._literal.sub(MASK, text)
+        pattern = self._pattern()
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
         text = _USERINFO.sub(rf"\1{MASK}@", text)
         text = _QUERY_CREDENTIAL.sub(rf"\1{MASK}", text)
         return _AUTH_HEADER.sub(rf"\1{MASK}", text)

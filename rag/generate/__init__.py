@@ -18,9 +18,9 @@ from rag.settings import Settings
 
 
 def _openai(settings: Settings, embedder: Embedder) -> Generator:
-    from rag.generate.openai_chat import OpenAIGenerator
+    from rag.generate.openai_chat import openai_generator
 
-    return OpenAIGenerator(settings)
+    return openai_generator(settings)
 
 
 def _extractive(settings: Settings, embedder: Embedder) -> Generator:

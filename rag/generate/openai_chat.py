@@ -8,25 +8,47 @@ key in the query) and the cause, never the key."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 from rag.errors import ConfigError
 from rag.errors import GenerationError
 from rag.generate.base import GenerationRequest, Turn
 from rag.generate.prompt import build_messages, build_rewrite_messages
-from rag.redact import Redactor
+from rag.redact import Redactor, redact_url
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Generators (each with its own HTTP client and connection pool) kept for reuse: one per
+#: server, key and model in use. The UI lets each browser choose a server, so it is bounded.
+MAX_CACHED_GENERATORS = 8
+
+
+def validate_base_url(url: str) -> str:
+    """``url`` without surrounding blanks, if it is an http(s) URL with a host; else a
+    ConfigError naming it (redacted: it may carry a credential)."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port or bracket
+        ok = False
+    if not ok:
+        raise ConfigError(f"the LLM server URL {redact_url(url)!r} is not an http(s) URL; "
+                          f"give one like http://localhost:11434/v1 or {DEFAULT_BASE_URL}")
+    return url
 
 
 class OpenAIGenerator:
     def __init__(self, settings: Settings, max_tokens: int | None = None) -> None:
         import openai
 
-        url = settings.openai_base_url or DEFAULT_BASE_URL
+        url = validate_base_url(settings.openai_base_url) if settings.openai_base_url else DEFAULT_BASE_URL
         if not settings.openai_api_key and url == DEFAULT_BASE_URL:
             raise ConfigError("the openai generator needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
         # The client gets the real URL (some proxies authenticate by its userinfo); every
@@ -98,6 +120,42 @@ class OpenAIGenerator:
 
     def _where(self, what: str) -> str:
         return f"The LLM server at {self.base_url} {what}."
+
+
+_cache: OrderedDict[tuple[object, ...], OpenAIGenerator] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(settings: Settings) -> tuple[object, ...]:
+    # The key's digest, not the key: the cache's keys are never a place to find one.
+    key = hashlib.sha256(settings.openai_api_key.encode()).hexdigest() if settings.openai_api_key else None
+    return (settings.openai_base_url, key, settings.llm_model, settings.llm_temperature, settings.llm_timeout,
+            settings.llm_max_retries)
+
+
+def openai_generator(settings: Settings) -> OpenAIGenerator:
+    """The OpenAIGenerator for ``settings``' server, key and model, reused across calls (its
+    client keeps connections open); distinct servers, keys or models never share one. At most
+    MAX_CACHED_GENERATORS are kept, the least recently used dropped first."""
+    key = _cache_key(settings)
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            return found
+    made = OpenAIGenerator(settings)  # outside the lock: building a client takes a while
+    with _cache_lock:
+        found = _cache.setdefault(key, made)
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED_GENERATORS:
+            _cache.popitem(last=False)  # its client closes when the last answer using it ends
+    return found
+
+
+def cached_generator_count() -> int:
+    """How many generators ``openai_generator`` keeps now."""
+    with _cache_lock:
+        return len(_cache)
 
 
 def _content(resp: object) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import rag
+from rag.answer import NO_GENERATOR
 from rag.cite import BARE_MARKER, MARKER, MARKER_RUN, marker_numbers
 from rag.ui.session import SourcesTurn
 
@@ -199,8 +200,10 @@ def _card(turn: int, n: int, hit: rag.Hit, citations: Sequence[rag.Citation]) ->
 def footer_items(answer: rag.Answer) -> list[str]:
     """The line under an answer's sources, each fact once: who wrote the answer (or that
     nobody did), what was searched when it differs from the question, the notes."""
-    items = [f"{answer.generator} failed: no answer was written" if answer.error
-             else "nothing was generated" if answer.refused else f"answered by {answer.generator}"]
+    if answer.generator == NO_GENERATOR:  # refused, or the generator failed first (a note names it)
+        items = ["no answer was written" if answer.error else "nothing was generated"]
+    else:
+        items = [f"answered by {answer.generator}"]
     notes = list(dict.fromkeys(answer.notes))
     if answer.query and answer.query != answer.question and not any(answer.query in note for note in notes):
         items.append(f"searched for: {answer.query}")
