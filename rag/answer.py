@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from rag.cite import check, is_refusal
-from rag.errors import GenerationError, RagError
+from rag.errors import ConfigError, GenerationError, RagError
 from rag.evidence import Evidence
 from rag.followup import is_follow_up
 from rag.generate import (REFUSAL, GenerationRequest, Generator, Turn, choose_generator,
@@ -155,8 +155,8 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     failure_reason = None
     try:
         generator = choose_generator(settings, idx.embedder, backend)
-    except GenerationError as exc:
-        failure_reason = str(exc)
+    except (GenerationError, ConfigError) as exc:  # e.g. "openai" asked for with no server set:
+        failure_reason = str(exc)  # say so, and still show the passages it would have used
     query, rewrite_notes = standalone_query(question, history, generator)
     notes += rewrite_notes
     retrieval: Retrieval = idx.retrieve(query, opts.k, opts.filters, mode=opts.mode, **(opts.retrieval or {}))

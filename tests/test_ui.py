@@ -409,3 +409,47 @@ def test_conversations_survive_a_reload_and_can_be_renamed_rated_exported_delete
     assert chat3 == [] and open3 == "" and listing.choices == [] and fresh.owner == owner
     assert "deleted" in shown(status)
     assert cb.conversations.restore(owner, open_id)[0] == []  # a deleted conversation is not restored
+
+
+# ---------------------------------------------------------------- the LLM server chosen in the UI
+def test_llm_server_set_in_the_ui_is_used_tested_saved_only_when_asked(sample_index_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    import os
+    import socket
+
+    prefs = tmp_path / "llm.json"
+    cb = callbacks(sample_index_dir, ui=UISettings(llm_prefs=str(prefs)))
+    choice, url, model, _, status = cb.llm.restore()
+    assert choice.base_url == "" and url == "" and "configured generator" in shown(status)
+    # Choosing the LLM generator with no server anywhere: a message that says where to set one,
+    # and the passages are still shown.
+    chat, sources, _, _ = run_ask(cb, QUESTION, generator="openai")[-1]
+    assert "rag-src" in sources and "facebook-banks-de" in sources, sources
+    assert "OPENAI_BASE_URL" in shown(chat[-1]["content"]) or "server" in shown(chat[-1]["content"])
+
+    with FakeOpenAI(["JPMorgan Chase, Wells Fargo, Citigroup and U.S. Bancorp [1]."]) as llm:
+        ok = cb.llm.test(llm.base_url, "test-model", KEY, choice)
+        assert "rag-ok" in ok and "test-model" in shown(ok) and KEY not in ok
+        choice, key_box, status = cb.llm.apply(llm.base_url, "test-model", KEY, False, choice)
+        assert choice.api_key == KEY and key_box.value == "" and KEY not in repr(choice) + status
+        assert not prefs.exists()  # not asked to remember: nothing on disk
+        chat, sources, _, _ = run_ask(cb, QUESTION, generator="auto", llm=choice)[-1]
+        sent = llm.requests[-1]
+        assert sent["authorization"] == f"Bearer {KEY}" and sent["body"]["model"] == "test-model"
+        assert "answered by openai:test-model" in sources and "Wells Fargo" in shown(chat[-1]["content"])
+        # Remembered: the file is private to the user and the key comes back after a restart.
+        choice, _, status = cb.llm.apply(llm.base_url, "test-model", "", True, choice)  # "" keeps the key
+        assert (os.stat(prefs).st_mode & 0o777) == 0o600 and KEY in prefs.read_text(encoding="utf-8")
+        again = callbacks(sample_index_dir, ui=UISettings(llm_prefs=str(prefs))).llm.restore()
+        assert again[0].api_key == KEY and again[1] == llm.base_url and KEY not in repr(again)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    refused = cb.llm.test(f"http://127.0.0.1:{closed}/v1", "m", KEY, choice)
+    assert "rag-error" in refused and KEY not in refused
+    assert "rag-error" in cb.llm.test("file:///etc/passwd", "m", "", choice)
+    gone = cb.llm.forget_saved()
+    assert gone[0].base_url == "" and not prefs.exists()
+    # Reachable from other machines without a login: the browser cannot point the server anywhere.
+    exposed = callbacks(sample_index_dir, ui=UISettings(host="0.0.0.0", llm_prefs=str(prefs)))
+    assert not exposed.llm.editable and "RAG_UI_USER" in shown(exposed.llm.apply("http://x/v1", "m", "", True, None)[2])

@@ -27,7 +27,7 @@ import rag  # noqa: E402
 from rag.console import configure_logging  # noqa: E402
 from rag.redact import install_redaction  # noqa: E402
 from rag.ui.base import UIContext, UISettings  # noqa: E402
-from rag.ui.panels import chat, conversations, library, status  # noqa: E402
+from rag.ui.panels import chat, conversations, library, llm, status  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,15 @@ class Panels:
     chat: chat.ChatPanel
     library: library.LibraryPanel
     conversations: conversations.ConversationsPanel
+    llm: llm.LLMPanel
 
     @classmethod
     def create(cls, settings: rag.Settings, index: rag.NewsIndex, ui: UISettings | None = None) -> Panels:
         ctx = UIContext.create(settings, index, ui)
         st = status.StatusPanel(ctx)
         talk = chat.ChatPanel(ctx, st)
-        return cls(ctx, st, talk, library.LibraryPanel(ctx), conversations.ConversationsPanel(ctx, talk))
+        return cls(ctx, st, talk, library.LibraryPanel(ctx), conversations.ConversationsPanel(ctx, talk),
+                   llm.LLMPanel(ctx))
 
 
 def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True,
@@ -77,9 +79,11 @@ def build_app(settings: rag.Settings, index: rag.NewsIndex, warm_up: bool = True
                 with gr.Accordion("Search and answer settings", open=False, elem_id="settings"):
                     search = chat.search_layout(panels.chat, panels.library.source_choices())
                     gr.HTML(panels.status.config_html())
+                llm_parts = llm.layout(panels.llm)
             with gr.Column():
                 library_parts = library.layout(panels.library)
-        answering = chat.wire(panels.chat, chat_parts, search)
+        answering = chat.wire(panels.chat, chat_parts, search, llm_parts.model, llm_parts.choice)
+        llm.wire(panels.llm, demo, llm_parts)
         conversations.wire(panels.conversations, demo, saved_parts, chat_parts, answering)
         library.wire(panels.library, demo, library_parts, stats, search.source_filter)
         status.wire(panels.status, demo, status_parts)

@@ -36,6 +36,9 @@ class UISettings:
     #: The SQLite file of saved conversations and answer feedback ("": the user's data
     #: folder, $XDG_DATA_HOME/rag-news/conversations.sqlite3).
     conversations: str = env("RAG_CONVERSATIONS", "")
+    #: Where "Remember on this computer" saves the LLM server chosen in the UI ("": the user's
+    #: config folder, $XDG_CONFIG_HOME/rag-news/llm.json).
+    llm_prefs: str = env("RAG_UI_LLM_PREFS", "")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, dotenv: str | None = ".env",

@@ -51,7 +51,7 @@ class ChatPanel:
 
     def ask(self, question: str | None, session: Session | None, k: float = 5, mode: str = "hybrid",
             sources: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
-            generator: str | None = None, model: str | None = None, *,
+            generator: str | None = None, model: str | None = None, llm: Any = None, *,
             replace_id: str | None = None) -> Iterator[ChatUpdate]:
         """Stream an answer: yields (chat messages, sources panel HTML, session, question box).
         ``replace_id``: the stored answer this one replaces (regenerate)."""
@@ -84,6 +84,9 @@ class ChatPanel:
             model = (model or "").strip()[:200]
             if model and generator != "extractive":
                 options["model"] = model
+            server = getattr(llm, "options", None)  # the LLM server chosen in this tab, if any
+            if server is not None and generator not in ("extractive", "local"):
+                options = {**server(), **options}  # a model typed in the box wins over the saved one
             events = rag.answer_stream(question, self.ctx.index, options.pop("k"),
                                        history=session.history_dicts(), **options)
             last = 0.0
@@ -251,7 +254,6 @@ class SearchLayout:
     since: gr.Textbox
     until: gr.Textbox
     generator: gr.Radio
-    model: gr.Textbox
 
 
 def layout(panel: ChatPanel) -> ChatLayout:
@@ -293,14 +295,14 @@ def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:
         since = gr.Textbox(label="Published from", placeholder="YYYY-MM-DD", elem_id="since")
         until = gr.Textbox(label="Published until", placeholder="YYYY-MM-DD", elem_id="until")
     generator = gr.Radio(generators, value=settings.generator, label="Answer generator", elem_id="generator")
-    model = gr.Textbox(value=settings.llm_model, label="LLM model name", elem_id="model", max_length=200)
-    return SearchLayout(k, mode, source_filter, since, until, generator, model)
+    return SearchLayout(k, mode, source_filter, since, until, generator)
 
 
-def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout) -> list[Any]:
-    """The chat's events; returns the events that answer (for what follows an answer)."""
+def wire(panel: ChatPanel, parts: ChatLayout, search: SearchLayout, model: gr.Textbox, llm: gr.State) -> list[Any]:
+    """The chat's events; returns the events that answer (for what follows an answer). ``model``,
+    ``llm``: the LLM panel's model box and this tab's LLMChoice."""
     options = [search.k, search.mode, search.source_filter, search.since, search.until, search.generator,
-               search.model]
+               model, llm]
     outputs = [parts.chatbot, parts.sources, parts.session, parts.question]
     running = {"concurrency_limit": panel.ctx.ui.concurrency, "concurrency_id": "answer", "show_progress": "hidden",
                "api_visibility": "private"}
