@@ -6,6 +6,7 @@ them hostile) and asks about them, and checks no injected script ran."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 from rag.ui import app  # noqa: E402
 from rag.ui.base import UISettings  # noqa: E402
 
+QUESTION_1 = "Which banks did Facebook contact?"
 ZORBLAT = ("Zorblat Industries will build its new headquarters in Reykjavik, the company said on Tuesday. "
            "The glass building on the harbour will house 400 engineers from 2025 on.\n")
 HOSTILE = ('---\ntitle: <img src=x onerror="window.__xss=1">Quuxberg tram\n---\n'
@@ -134,5 +136,129 @@ def test_chat_upload_and_xss_in_a_browser(server: str, tmp_path: Path) -> None:
         finally:
             browser.close()
     for shot in shots:
+        print(f"screenshot: {shot}")
+        assert shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- conversations, copy, stop, phone
+SLOW = "Please answer slowly: what did Facebook ask the banks?"
+
+
+def reply_for(body: dict) -> str:
+    """The fake LLM: a long, slow answer for the stop test; else the seed answer."""
+    prompt = body["messages"][-1]["content"]
+    if "answer slowly" in prompt:
+        return "Facebook asked the banks for data [1]. " + " ".join(f"More{i}" for i in range(600))
+    return "Facebook contacted JPMorgan Chase, Wells Fargo, Citigroup and U.S. Bancorp [1]."
+
+
+@pytest.fixture
+def llm_server(sample_copy: Path, tmp_path: Path):
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI([reply_for], word_delay=0.05) as llm:
+        settings = make_settings(sample_copy, openai_base_url=llm.base_url, openai_api_key="sk-browser-test")
+        ui = UISettings(port=free_port(), conversations=str(tmp_path / "chats.sqlite3"))
+        demo = app.build_app(settings, rag.open_index(sample_copy, settings, create=False), ui=ui)
+        app.serve(demo, ui, block=False, quiet=True)
+        try:
+            yield f"http://{ui.host}:{ui.port}/", llm
+        finally:
+            demo.close()
+
+
+def test_reload_copy_feedback_stop_regenerate_and_phone_popover(llm_server, tmp_path: Path) -> None:
+    url, llm = llm_server
+    shots = {name: tmp_path / f"chat-ui-{name}.png" for name in ("restored", "stopped", "phone-popover")}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
+        page = context.new_page()
+        page_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        try:
+            page.goto(url)
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            answer = ask(page, QUESTION_1, turn=1)
+            assert all(bank in answer for bank in BANKS), answer
+            bot = page.locator("#chat [data-testid='bot']").last
+            # The accessible name is the text, not markup.
+            page.wait_for_function("() => { const m = [...document.querySelectorAll(\"#chat [data-testid='bot']\")]"
+                                   ".pop(); return m && !m.getAttribute('aria-label').includes('<'); }",
+                                   timeout=10_000)
+            assert "Wells Fargo" in bot.get_attribute("aria-label")
+
+            # Copy: plain text with [1] and the source list.
+            bot.hover()
+            page.locator("#chat button[aria-label='Copy message']").last.click()
+            copied = page.evaluate("navigator.clipboard.readText()")
+            assert "[1]" in copied and "Sources:" in copied and "facebook-banks-de" in copied, copied
+            assert "<" not in copied and "&#" not in copied, copied
+
+            # Thumbs down with a comment: saved with the conversation.
+            page.locator("#chat button[aria-label='Dislike']").last.click()
+            page.wait_for_selector("#comment-row textarea", state="visible", timeout=20_000)
+            page.fill("#comment textarea", "Missing the date.")
+            page.click("#send-comment")
+            page.wait_for_function("() => document.querySelector('#conversations-status').innerText"
+                                   ".includes('Comment saved')", timeout=20_000)
+
+            # Reload: the conversation, its answer and its sources come back; the sidebar lists it.
+            page.reload()
+            page.wait_for_selector("#sources #turn-1", timeout=60_000)
+            assert all(bank in page.locator("#chat [data-testid='bot']").last.inner_text() for bank in BANKS)
+            page.locator("#conversations-bar").get_by_text(QUESTION_1).first.wait_for(state="attached",
+                                                                                       timeout=20_000)
+            page.screenshot(path=str(shots["restored"]), full_page=True)
+
+            # Stop: the streaming answer ends where it is, marked; the LLM's stream is closed.
+            page.fill("#question textarea", SLOW)
+            page.click("#ask")
+            page.wait_for_function("() => { const m = [...document.querySelectorAll(\"#chat [data-testid='bot']\")]"
+                                   ".pop(); return m && m.innerText.includes('More3'); }", timeout=WAIT_MS)
+            page.click("#stop")
+            page.wait_for_function("() => [...document.querySelectorAll(\"#chat [data-testid='bot']\")].pop()"
+                                   ".innerText.includes('Stopped')", timeout=20_000)
+            stopped_at = page.locator("#chat [data-testid='bot']").last.inner_text()
+            assert "More599" not in stopped_at
+            page.wait_for_function("() => { const b = document.querySelector('#ask');"
+                                   " return b && getComputedStyle(b).display !== 'none'; }", timeout=20_000)
+            deadline = time.monotonic() + 20
+            while llm.streams_cut == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert llm.streams_cut >= 1, "the LLM stream was not closed by Stop"
+            page.screenshot(path=str(shots["stopped"]), full_page=True)
+
+            # Regenerate: the stopped question is answered again in its place.
+            count = page.locator("#chat [data-testid='bot']").count()
+            llm.word_delay = 0.0
+            page.click("#regenerate")
+            page.wait_for_selector("#sources #turn-2", timeout=WAIT_MS)
+            assert page.locator("#chat [data-testid='bot']").count() == count
+            assert "Stopped" not in page.locator("#chat [data-testid='bot']").last.inner_text()
+
+            # A phone: [n] opens the passage in place, quote highlighted; no developer footer items.
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.reload()
+            page.wait_for_selector("#chat a.rag-cite", timeout=60_000)
+            page.locator("#chat a.rag-cite").first.click()
+            page.wait_for_selector("#rag-popover mark.rag-quote", timeout=10_000)
+            box = page.locator("#rag-popover").bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= 844 + 1  # on screen, not a jump
+            page.screenshot(path=str(shots["phone-popover"]))
+            page.click("#rag-popover .rag-popover-close")
+            assert page.locator("#rag-popover").count() == 0
+            assert page.locator("footer").get_by_text("Use via API").count() == 0
+            assert page.locator("footer").get_by_text("Settings").count() == 0
+            assert not page_errors, page_errors
+        except Exception:
+            failure = tmp_path / "chat-ui-failure-2.png"
+            page.screenshot(path=str(failure), full_page=True)
+            print(f"screenshot of the failure: {failure}")
+            raise
+        finally:
+            browser.close()
+    for shot in shots.values():
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 10_000

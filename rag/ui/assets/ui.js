@@ -82,12 +82,11 @@
     if (!button) return;
     var label = (button.getAttribute("aria-label") || button.getAttribute("title") || "").toLowerCase();
     if (label.indexOf("copy") < 0) return;
-    var row = button.closest(".message-row, .message-wrap > div, [class*='message-row']") || button.parentElement;
-    var message = null;
-    for (var p = button; p && !message; p = p.parentElement) {
-      message = p.querySelector ? p.querySelector("[data-testid='bot'], [data-testid='user']") : null;
-    }
-    if (!message) message = row && row.querySelector("[data-testid='bot'], [data-testid='user']");
+    // Gradio puts a message's buttons right after its row: .message-row, then .message-buttons.
+    var buttons = button.closest(".message-buttons");
+    var row = buttons ? buttons.previousElementSibling : null;
+    while (row && !(row.classList && row.classList.contains("message-row"))) row = row.previousElementSibling;
+    var message = row ? row.querySelector("[data-testid='bot'], [data-testid='user']") : null;
     if (!message) return;
     ev.preventDefault(); ev.stopImmediatePropagation();
     writeClipboard(plainText(message)).then(function () {

@@ -33,7 +33,7 @@ STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams
 SEARCHING = "Searching the articles…"
 WAITING_FOR_MODEL = "Waiting for the local model to finish loading…"
 STREAMING = " ▌"  # the cursor after the text while it is written
-STOPPED = "⏹ Stopped. Ask again or press Regenerate for a full answer."
+STOPPED = "— Stopped. Ask again or press Regenerate for a full answer."
 #: One handler output: (chat messages, sources panel HTML, session, question box).
 ChatUpdate = tuple[list[dict[str, str]], str, Session, str]
 
