@@ -102,6 +102,26 @@ def test_rendering_escapes_hostile_answer_and_sources() -> None:
     assert "It bought a bank." in sources and "not found in source [1]" in sources
 
 
+def test_every_sentence_citing_a_passage_is_highlighted_and_each_note_shown_once() -> None:
+    text = "Facebook asked JPMorgan Chase for data. The bank said no. Wells Fargo was asked too."
+    hit = rag.Hit("a", "a#0", "Banks", None, "Wire", "2023-10-02", text, 50, 50 + len(text), 0.9)
+    first, second = "Facebook asked JPMorgan Chase for data.", "Wells Fargo was asked too."
+    answer = rag.Answer("Which banks?", "JPMorgan Chase [1]. Wells Fargo [1].",
+                        (rag.Citation(1, "a", "a#0", "Banks", None, "Wire", None, first, 50, 50 + len(first)),
+                         rag.Citation(1, "a", "a#0", "Banks", None, "Wire", None, second,
+                                      50 + text.index(second), 50 + len(text))),
+                        (hit,), "openai:m", query="banks Facebook asked",
+                        notes=("follow-up rewritten as: banks Facebook asked",) * 2)
+    sources = render.render_sources(answer, 3)
+    marks = re.findall(r'<mark class="rag-quote">(.*?)</mark>', sources)
+    assert marks == [first, second], marks  # both sentences, in place, "The bank said no." between them
+    footer = shown(re.search(r'<div class="rag-muted rag-footer">(.*?)</div>', sources).group(1))
+    assert footer.count("banks Facebook asked") == 1 and "searched for" not in footer, footer
+    assert footer.startswith("answered by openai:m")
+    plain = render.plain_answer(answer)
+    assert plain == "JPMorgan Chase [1]. Wells Fargo [1].\n\nSources:\n[1] Banks (Wire, 2023-10-02)"
+
+
 # ---------------------------------------------------------------- answering
 def test_answer_streams_into_chat_with_sources(sample_index_dir: Path) -> None:
     cb = callbacks(sample_index_dir)
@@ -333,6 +353,21 @@ def test_local_model_loads_at_launch_and_its_state_is_shown(sample_index_dir: Pa
     assert cb.status.poll_generator()[1].active is False
 
 
+def test_the_embedding_model_loading_is_shown_and_the_first_question_says_it_waits(sample_index_dir: Path) -> None:
+    cb = callbacks(sample_index_dir)
+    cb.status.warm_up()
+    deadline = time.monotonic() + 120
+    while cb.status.embedder_state == "loading" and time.monotonic() < deadline:
+        assert "Loading the embedding model" in shown(cb.status.generator_html())
+        assert cb.status.poll_generator()[1].active is True  # polled until it is ready
+        time.sleep(0.05)
+    assert cb.status.embedder_state == "ready"
+    assert "embedding model" not in shown(cb.status.generator_html())
+    cb.status.embedder_state = "loading"  # as right after start, before the model is in memory
+    first = next(iter(cb.chat.ask(QUESTION, None)))
+    assert "Loading the embedding model" in first[0][-1]["content"]
+
+
 def test_a_taken_port_is_one_line_naming_the_fix(sample_index_dir: Path) -> None:
     """`python app.py` with its port taken: exit 1 and one line saying what to change, before
     any model loads (it used to print the URL, then a traceback whose advice did nothing)."""
@@ -346,8 +381,8 @@ def test_a_taken_port_is_one_line_naming_the_fix(sample_index_dir: Path) -> None
         port = taken.getsockname()[1]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(sample_index_dir), "RAG_UI_PORT": str(port)}
         env.pop("OPENAI_BASE_URL", None), env.pop("OPENAI_API_KEY", None)
-        for args in ([], ["--port", str(port)]):
-            proc = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=env, capture_output=True,
+        for command in (["app.py"], ["app.py", "--port", str(port)], ["-m", "rag.cli", "ui", "--port", str(port)]):
+            proc = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=120)
             assert proc.returncode == 1, proc.stderr[-2000:]
             lines = [line for line in proc.stderr.splitlines() if line.strip()]

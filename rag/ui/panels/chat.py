@@ -32,6 +32,7 @@ MODES = rag.RETRIEVAL_MODES
 STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams
 SEARCHING = "Searching the articles…"
 WAITING_FOR_MODEL = "Waiting for the local model to finish loading…"
+WAITING_FOR_EMBEDDER = "Loading the embedding model (only the first question after start waits for it)…"
 STREAMING = " ▌"  # the cursor after the text while it is written
 STOPPED = "— Stopped. Ask again or press Regenerate for a full answer."
 #: One handler output: (chat messages, sources panel HTML, session, question box).
@@ -66,7 +67,9 @@ class ChatPanel:
         user = ChatMessage("user", md_escape(self.ctx.scrub(question)), question)
         chat.append(user)
         placeholder = SEARCHING
-        if self.status is not None and generator in (None, "auto", "local"):
+        if self.status is not None and self.status.embedder_state == "loading":
+            placeholder = WAITING_FOR_EMBEDDER
+        elif self.status is not None and generator in (None, "auto", "local"):
             waiting = self.status.generator_status()
             if waiting.backend == "local" and waiting.state == "loading":
                 placeholder = WAITING_FOR_MODEL
@@ -184,7 +187,7 @@ class ChatPanel:
         chat = list(session.chat)
         if chat and chat[-1].role == "assistant" and not chat[-1].plain:
             content = chat[-1].content.removesuffix(STREAMING)
-            if content in (SEARCHING, WAITING_FOR_MODEL):
+            if content in (SEARCHING, WAITING_FOR_MODEL, WAITING_FOR_EMBEDDER):
                 content = ""
             chat[-1] = ChatMessage("assistant", (content + "\n\n" if content else "") + STOPPED)
         session = dataclasses.replace(session, chat=tuple(chat))

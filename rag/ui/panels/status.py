@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 class StatusPanel:
     def __init__(self, ctx: UIContext) -> None:
         self.ctx = ctx
+        #: The embedding model: "idle" (not asked for yet), "loading", "ready" or "failed".
+        self.embedder_state = "idle"
 
     def warm_up(self) -> None:
         """Load the models at launch, in the background, not at the first question: the
@@ -33,9 +35,12 @@ class StatusPanel:
         def embed() -> None:
             try:
                 self.ctx.index.embedder.embed_query("warm-up")
+                self.embedder_state = "ready"
             except Exception:
+                self.embedder_state = "failed"
                 log.exception("loading the embedding model failed")
 
+        self.embedder_state = "loading"
         threading.Thread(target=embed, name="rag-warm-up", daemon=True).start()
 
     def generator_status(self) -> rag.GeneratorStatus:
@@ -61,8 +66,18 @@ class StatusPanel:
             kind, text = "warn", "⚠ No language model: answers quote the sources"
         else:
             kind, text = "ok", "Answers quote the sources (no language model)"
-        return self.ctx.scrub(f'<div class="rag-status rag-{kind} rag-generator" data-state="{esc(st.state)}" '
-                              f'id="rag-generator">{esc(text)} <span class="rag-muted">({esc(st.detail)})</span></div>')
+        state = st.state
+        embedding = ""
+        if self.embedder_state == "loading":  # the first question waits for it: say so
+            state = "loading"
+            embedding = ('<div class="rag-status rag-busy" id="rag-embedder">… Loading the embedding model '
+                         '(the first question waits for it)</div>')
+        elif self.embedder_state == "failed":
+            embedding = ('<div class="rag-status rag-error" id="rag-embedder">⚠ The embedding model failed to load; '
+                         'the server log says why</div>')
+        return self.ctx.scrub(f'<div class="rag-status rag-{kind} rag-generator" data-state="{esc(state)}" '
+                              f'id="rag-generator">{esc(text)} <span class="rag-muted">({esc(st.detail)})</span></div>'
+                              + embedding)
 
     def poll_generator(self) -> tuple[str, Any]:
         """The status line, and the timer kept running only while something is loading."""
