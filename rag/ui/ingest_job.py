@@ -48,8 +48,9 @@ WRITE_SHARE = 0.1
 #: The child sends at most one progress event per this many seconds (plus every stage
 #: change and stage end), so a folder of thousands of small files cannot fill the pipe.
 SEND_EVERY_S = 0.1
-#: Embedding threads in the child: one leaves the other core to the questions (the
-#: benchmark in benchmarks/ui_contention.py shows why; see BENCHMARKS.md).
+#: Embedding threads in the child when the settings leave it to onnxruntime (0). In
+#: benchmarks/ui_contention.py two threads did not help the questions and finished the ingest
+#: later (215 vs 181 s for 100 articles at nice +10): see BENCHMARKS.md.
 CHILD_THREADS = 1
 #: Seconds a child that has sent its result (or was sent SIGTERM) gets to exit before SIGKILL.
 REAP_TIMEOUT_S = 10.0
@@ -351,8 +352,7 @@ def _child_main(settings: Settings, paths: list[str], names: dict[str, str], nic
     try:
         if nice > 0 and hasattr(os, "nice"):
             os.nice(nice)
-        # One embedding thread: a second one, preempted by the questions' threads at nice 10,
-        # makes the first spin-wait for it (see CHILD_THREADS).
+        # One embedding thread unless the settings name a number (see CHILD_THREADS).
         if settings.onnx_threads == 0:
             settings = settings.replace(onnx_threads=CHILD_THREADS)
         last_sent = [0.0, ""]
