@@ -20,6 +20,7 @@ from rag.ui import app
 from rag.ui.app import Panels
 from rag.ui.base import UISettings
 from rag.ui.render import esc, md_escape
+from rag.store.lock import WriteLock
 from rag.ui import render
 
 KEY = "sk-test_DO-NOT-LEAK_ui-5b21"  # "_" is escaped in chat Markdown
@@ -301,11 +302,36 @@ def test_upload_indexes_good_files_and_reports_bad_ones(sample_copy: Path, tmp_p
     nothing = list(cb.library.upload([]))[-1][0]
     assert "Choose one or more files" in nothing
 
-    def locked(*args, **kwargs):
-        raise rag.IndexLockedError("index is locked by pid 1")
-    monkeypatch.setattr(cb.ctx.index, "ingest", locked)
-    status = list(cb.library.upload([str(good)]))[-1][0]
-    assert "Another upload" in status and list(scratch.iterdir()) == []
+    with WriteLock(sample_copy):  # another writer ('rag ingest') holds the index
+        status = list(cb.library.upload([str(good)]))[-1][0]
+    assert "Could not add the articles" in status and "locked" in status and list(scratch.iterdir()) == []
+
+
+def test_upload_shows_a_moving_progress_bar_and_cancel_leaves_the_index_as_it_was(sample_copy: Path,
+                                                                                   tmp_path: Path) -> None:
+    up = tmp_path / "many"
+    up.mkdir()
+    for i in range(40):
+        (up / f"story-{i}.txt").write_text(
+            f"Story {i}. " + " ".join(f"The council of Quux{i} met on day {d} to discuss the tram." for d in range(40)),
+            encoding="utf-8")
+    cb = callbacks(sample_copy)
+    before = cb.ctx.index.stats().to_dict()
+    files = sorted(str(p) for p in up.iterdir())
+    run = cb.library.upload(files)
+    seen: list[int] = []
+    for status, *_ in run:
+        bar = re.search(r'<progress max="100" value="(\d+)"', status)
+        if bar:
+            seen.append(int(bar.group(1)))
+        if re.search(r"Embedding.*about \d+ (s|min) left", shown(status)):  # mid-way, with an ETA
+            assert cb.library.cancel() != ""  # the Cancel button of this tab
+    assert seen == sorted(seen) and len(set(seen)) >= 2, seen  # it moved, never backwards
+    assert "Cancelled: nothing was added" in shown(status), shown(status)
+    after = rag.open_index(sample_copy, make_settings(sample_copy), create=False).stats().to_dict()
+    assert after["articles"] == before["articles"] and after["chunks"] == before["chunks"]
+    report = list(cb.library.upload(files[:2]))[-1][0]  # the lock is free again
+    assert "Indexed 2 new" in shown(report)
 
 
 def test_build_app_queues(sample_index_dir: Path) -> None:

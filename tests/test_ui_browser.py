@@ -5,6 +5,7 @@ them hostile) and asks about them, and checks no injected script ran."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -169,7 +170,8 @@ def llm_server(sample_copy: Path, tmp_path: Path):
 
 def test_reload_copy_feedback_stop_regenerate_and_phone_popover(llm_server, tmp_path: Path) -> None:
     url, llm = llm_server
-    shots = {name: tmp_path / f"chat-ui-{name}.png" for name in ("restored", "stopped", "phone-popover")}
+    shots = {name: tmp_path / f"chat-ui-{name}.png"
+             for name in ("restored", "stopped", "upload-progress", "phone-popover")}
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -237,6 +239,35 @@ def test_reload_copy_feedback_stop_regenerate_and_phone_popover(llm_server, tmp_
             page.wait_for_selector("#sources #turn-2", timeout=WAIT_MS)
             assert page.locator("#chat [data-testid='bot']").count() == count
             assert "Stopped" not in page.locator("#chat [data-testid='bot']").last.inner_text()
+
+            # An upload of 40 articles: a progress bar that moves, with the time left; Cancel
+            # leaves the index as it was.
+            files = tmp_path / "many"
+            files.mkdir()
+            for i in range(40):
+                (files / f"story-{i}.txt").write_text(f"Story {i}. " + " ".join(
+                    f"The council of Quux{i} met on day {d} to discuss the tram." for d in range(40)), encoding="utf-8")
+            stats_before = page.inner_text("#stats")
+            page.locator("#upload-box").get_by_text("Add articles").first.click()
+            page.set_input_files("#upload input[type=file]", sorted(str(f) for f in files.iterdir()))
+            page.wait_for_selector("#upload [aria-label='story-9.txt']", timeout=60_000)
+            page.click("#add")
+            values: list[int] = []
+            deadline = time.monotonic() + WAIT_MS / 1000
+            while time.monotonic() < deadline:
+                bar = page.locator("#upload-status progress")
+                if bar.count():
+                    values.append(int(bar.get_attribute("value") or 0))
+                    eta = re.search(r"about \d+ (s|min) left", page.inner_text("#upload-status"))
+                    if values[-1] > 0 and eta and len(set(values)) >= 2:
+                        break
+                time.sleep(0.1)
+            assert len(set(values)) >= 2 and values == sorted(values), values
+            page.screenshot(path=str(shots["upload-progress"]), full_page=True)
+            page.click("#cancel-upload")
+            page.wait_for_function("() => document.querySelector('#upload-status').innerText"
+                                   ".includes('nothing was added')", timeout=60_000)
+            assert page.inner_text("#stats") == stats_before
 
             # A phone: [n] opens the passage in place, quote highlighted; no developer footer items.
             page.set_viewport_size({"width": 390, "height": 844})

@@ -276,11 +276,34 @@ def message_html(kind: str, text: str) -> str:
 
 
 def progress_text(stage: str, done: int, total: int) -> str:
-    what = {"reading": ("Reading files", "file"), "embedding": ("Embedding", "chunk"),
+    if stage == "starting":
+        return "Starting (loading the embedding model)…"
+    what = {"reading": ("Reading files", "file"), "embedding": ("Embedding", "passage"),
             "writing": ("Writing the index", "")}.get(stage, (stage.capitalize(), ""))
     if stage == "writing":
         return "Writing the index…" if done < total else "Index written."
     return f"{what[0]}… {done}/{total} {what[1]}{'s' if total != 1 else ''}"
+
+
+def duration(seconds: float) -> str:
+    """``about 2 min``, ``about 40 s``: an estimate, said as one."""
+    if seconds >= 90:
+        return f"about {round(seconds / 60)} min"
+    return f"about {max(5, round(seconds / 5) * 5)} s"
+
+
+def progress_html(stage: str, done: int, total: int, fraction: float, eta_s: float | None) -> str:
+    """A progress bar over the whole upload, the current step and the time left."""
+    percent = max(0, min(100, round(fraction * 100)))
+    left = ""
+    if percent < 100 and eta_s is not None:
+        left = f" · {duration(eta_s)} left"
+    elif stage == "embedding":
+        left = " · estimating the time left"
+    return (f'<div class="rag-status rag-busy rag-progress">'
+            f'<progress max="100" value="{percent}" aria-label="Upload progress">{percent}%</progress> '
+            f'<span class="rag-progress-text">{percent}% · {esc(progress_text(stage, done, total))}{esc(left)}'
+            f"</span></div>")
 
 
 def report_html(report: rag.IngestReport | None, rejected: Sequence[tuple[str, str]], names: dict[Path, str],

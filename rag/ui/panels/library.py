@@ -4,7 +4,6 @@ statistics and source list."""
 from __future__ import annotations
 
 import logging
-import queue
 import shutil
 import tempfile
 import threading
@@ -15,12 +14,13 @@ from typing import Any
 
 import gradio as gr
 
-import rag
 from rag.ui.base import UIContext, friendly
-from rag.ui.render import _date, esc, message_html, progress_text, report_html, safe_name
+from rag.ui.ingest_job import IngestJob, JobProgress
+from rag.ui.render import _date, esc, message_html, progress_html, report_html, safe_name
 
 log = logging.getLogger(__name__)
 
+POLL_S = 0.5  # how often a quiet upload refreshes its ETA and looks for Cancel
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".ndjson", ".csv", ".tsv")
 MAX_UPLOAD_FILES = 100
 
@@ -28,11 +28,14 @@ MAX_UPLOAD_FILES = 100
 class LibraryPanel:
     def __init__(self, ctx: UIContext) -> None:
         self.ctx = ctx
+        self._stops: dict[str, threading.Event] = {}  # the running upload of each tab
 
     # ---- uploading
-    def upload(self, files: Sequence[Any] | None) -> Iterator[tuple[str, str, Any, Any]]:
+    def upload(self, files: Sequence[Any] | None,
+               request: gr.Request | None = None) -> Iterator[tuple[str, str, Any, Any]]:
         """Index uploaded files: yields (status HTML, stats HTML, source filter update, file box update)."""
         keep = gr.skip()
+        folder: Path | None = None
         try:
             paths = [Path(str(getattr(f, "name", f))) for f in (files or []) if f]
             if not paths:
@@ -46,25 +49,57 @@ class LibraryPanel:
                 yield (self.ctx.scrub(report_html(None, rejected, names, folder)), self.stats_html(),
                        self.source_update(), keep)
                 return
-            events: queue.Queue[tuple[str, Any]] = queue.Queue()
-            worker = threading.Thread(target=self._ingest_worker, args=(names, folder, events),
-                                      name="rag-upload", daemon=True)
-            worker.start()
-            while True:
-                kind, value = events.get()
-                if kind == "progress":
-                    stage, done, total = value
-                    yield message_html("busy", progress_text(stage, done, total)), keep, keep, keep
-                    continue
-                if kind == "error":
-                    yield message_html("error", self.ctx.scrub(friendly(value))), self.stats_html(), keep, keep
+            # Articles are recorded under "upload/<name>", not the temporary path, so
+            # uploading an edited file again updates its article.
+            names_shown = {str(path): f"upload/{name}" for path, name in names.items()}
+            stop = self._stop_event(request)
+            # A child process at lower priority: questions keep their speed while it embeds.
+            # Leaving the block (done, cancelled, or the tab closed: Gradio closes this
+            # generator) cancels a job still running, which leaves the index as it was.
+            with IngestJob(self.ctx.index.settings, list(names), names_shown) as job:
+                job.start()
+                yield progress_html("starting", 0, 0, 0.0, None), keep, keep, keep
+                for event in job.events(timeout=POLL_S):
+                    if stop.is_set():
+                        job.cancel()
+                        done = job.result
+                        said = ("Cancelled: nothing was added, the index is as it was." if done and done.cancelled
+                                else f"Cancelled. {done.error if done and done.error else ''}".strip())
+                        yield message_html("ok" if done and done.cancelled else "warn", said), keep, keep, keep
+                        return
+                    if isinstance(event, JobProgress):
+                        yield (progress_html(event.stage, event.done, event.total, event.fraction, event.eta_s),
+                               keep, keep, keep)
+                        continue
+                    if event.error or event.report is None:
+                        said = event.error or "the ingest ended without a report"
+                        yield (message_html("error", self.ctx.scrub(f"Could not add the articles: {said}")),
+                               self.stats_html(), keep, keep)
+                        return
+                    yield (self.ctx.scrub(report_html(event.report, rejected, names, folder)), self.stats_html(),
+                           self.source_update(), None)
                     return
-                yield (self.ctx.scrub(report_html(value, rejected, names, folder)), self.stats_html(),
-                       self.source_update(), None)
-                return
         except Exception as exc:  # the callback edge
             log.exception("upload failed")
             yield message_html("error", self.ctx.scrub(friendly(exc))), keep, keep, keep
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._stops.pop(_tab(request), None)
+
+    def cancel(self, request: gr.Request | None = None) -> str:
+        """The Cancel button: the running upload of this tab stops at its next progress step
+        and says what became of the index."""
+        stop = self._stops.get(_tab(request))
+        if stop is None:
+            return gr.skip()
+        stop.set()
+        return message_html("busy", "Cancelling…")
+
+    def _stop_event(self, request: gr.Request | None) -> threading.Event:
+        stop = threading.Event()
+        self._stops[_tab(request)] = stop
+        return stop
 
     def _stage(self, paths: list[Path], folder: Path) -> tuple[list[tuple[str, str]], dict[Path, str]]:
         """Copy acceptable uploads into ``folder`` under sanitised names.
@@ -103,27 +138,6 @@ class LibraryPanel:
             names[target] = name
         return rejected, names
 
-    def _ingest_worker(self, names: dict[Path, str], folder: Path, events: queue.Queue[tuple[str, Any]]) -> None:
-        """Runs in a thread so the handler can stream progress. Removes the
-        temporary folder whatever happens (also when the browser went away),
-        before it reports the result."""
-        result: tuple[str, Any]
-        try:
-            # Articles are recorded under "upload/<name>", not the temporary path, so
-            # uploading an edited file again updates its article.
-            report = self.ctx.index.ingest(list(names), progress=lambda s, d, t: events.put(("progress", (s, d, t))),
-                                       names={str(path): f"upload/{name}" for path, name in names.items()})
-            result = ("done", report)
-        except Exception as exc:
-            if isinstance(exc, rag.RagError):
-                log.warning("upload ingest failed: %s", exc)
-            else:
-                log.exception("upload ingest failed")
-            result = ("error", exc)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        events.put(result)
-
     # ---- index statistics
     def stats_html(self) -> str:
         try:
@@ -160,6 +174,7 @@ class LibraryPanel:
 class LibraryLayout:
     files: gr.File
     add: gr.Button
+    cancel: gr.Button
     status: gr.HTML
 
 
@@ -169,9 +184,11 @@ def layout(panel: LibraryPanel) -> LibraryLayout:
                     "A .txt/.md/.html file is one article; .json/.jsonl/.csv hold many "
                     "(fields: text, title, url, source, published_at, …).")
         files = gr.File(file_count="multiple", label="Article files", elem_id="upload")
-        add = gr.Button("Add to index", variant="primary", elem_id="add")
+        with gr.Row():
+            add = gr.Button("Add to index", variant="primary", elem_id="add")
+            cancel = gr.Button("Cancel upload", elem_id="cancel-upload")
         status = gr.HTML("", elem_id="upload-status")
-    return LibraryLayout(files, add, status)
+    return LibraryLayout(files, add, cancel, status)
 
 
 def wire(panel: LibraryPanel, demo: gr.Blocks, parts: LibraryLayout, stats: gr.HTML,
@@ -179,4 +196,10 @@ def wire(panel: LibraryPanel, demo: gr.Blocks, parts: LibraryLayout, stats: gr.H
     # Uploads go one at a time, in their own group: they never hold up questions.
     parts.add.click(panel.upload, [parts.files], [parts.status, stats, source_filter, parts.files],
                     concurrency_limit=1, concurrency_id="ingest", show_progress="minimal", api_visibility="private")
+    parts.cancel.click(panel.cancel, None, [parts.status], queue=False, api_visibility="private")
     demo.load(panel.refresh, None, [stats, source_filter], api_visibility="private")
+
+
+def _tab(request: gr.Request | None) -> str:
+    """Which browser tab an event came from (tests call the handlers without one)."""
+    return getattr(request, "session_hash", None) or "-"
