@@ -240,6 +240,25 @@ def test_reload_copy_feedback_stop_regenerate_and_phone_popover(llm_server, tmp_
             assert page.locator("#chat [data-testid='bot']").count() == count
             assert "Stopped" not in page.locator("#chat [data-testid='bot']").last.inner_text()
 
+            # The LLM server set in the page: tested, applied, used; the key never comes back.
+            typed_key = "sk-typed-in-the-browser-7781"
+            page.locator("#llm-box").get_by_text("Language model server").first.click()
+            page.fill("#llm-url input, #llm-url textarea", llm.base_url)
+            page.fill("#llm-model input, #llm-model textarea", "test-model")
+            page.fill("#llm-key input", typed_key)
+            page.click("#llm-test")
+            page.wait_for_selector("#llm-status .rag-ok", timeout=60_000)
+            assert "test-model" in page.inner_text("#llm-status")
+            page.click("#llm-apply")
+            page.wait_for_function("() => document.querySelector('#llm-status').innerText.includes('Answers use')",
+                                   timeout=20_000)
+            assert page.input_value("#llm-key input") == "" and typed_key not in page.content()
+            ask(page, QUESTION_1, turn=3)
+            assert llm.requests[-1]["authorization"] == f"Bearer {typed_key}"
+            assert llm.requests[-1]["body"]["model"] == "test-model"
+            assert "answered by openai:test-model" in page.inner_text("#sources #turn-3")
+            assert typed_key not in page.content()
+
             # An upload of 40 articles: a progress bar that moves, with the time left; Cancel
             # leaves the index as it was.
             files = tmp_path / "many"
