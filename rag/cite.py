@@ -154,7 +154,7 @@ def check(text: str, evidence: Evidence, fixed: Sequence[str] = ()) -> CheckedAn
         else:
             quote, start, end = support.sentence.text, support.sentence.start, support.sentence.end
         citations.append(Citation(n, hit.article_id, hit.chunk_id, hit.title, hit.url, hit.source,
-                                  hit.published_at, quote, start, end))
+                                  hit.published_at, quote, start, end, hit.title_derived))
     return CheckedAnswer(final, tuple(citations), tuple(unsupported), tuple(dict.fromkeys(notes)))
 
 

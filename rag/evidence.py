@@ -141,8 +141,10 @@ class Evidence:
                                                    len(self.paragraphs) - 1))
                     position += 1
         #: Headlines (position -1, no span): the prompt shows them, so a claim may rest on one.
+        #: A derived title is not shown: it is the article's first sentence, evidence as text.
         self.titles = [Sentence(n, -1, " ".join(hit.title.split()), -1, -1, -1)
-                       for n, hit in enumerate(self.passages, 1) if hit.title and hit.title.strip()]
+                       for n, hit in enumerate(self.passages, 1)
+                       if hit.title and hit.title.strip() and not hit.title_derived]
         #: Passages that talk to the assistant: never evidence for a claim.
         self.instructed = frozenset(n for n, hit in enumerate(self.passages, 1)
                                     if is_instruction(hit.text) or is_instruction(hit.title or ""))
@@ -274,4 +276,4 @@ def about(hit: Hit) -> str:
     date = (hit.published_at or "")[:10]
     if re.fullmatch(r"\d{4}-\d\d-\d\d", date) and 1 <= int(date[5:7]) <= 12:
         month = f"{_MONTHS_EN[int(date[5:7]) - 1]} {_MONTHS_DE[int(date[5:7]) - 1]} {date}"
-    return " ".join(x for x in (hit.title, hit.source, month) if x)
+    return " ".join(x for x in (None if hit.title_derived else hit.title, hit.source, month) if x)

@@ -30,6 +30,8 @@ class Article:
     origin: str | None = None  # where it came from: a path, "path:line 7", "api"
     content_hash: str = ""  # text + metadata: unchanged articles are skipped
     text_hash: str = ""  # text only: exact duplicates under another id are refused
+    #: The title was not given but made from the first sentence (rag.titles): display only.
+    title_derived: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -49,6 +51,7 @@ class ArticleSummary:
     ingested_at: str
     chars: int
     chunks: int
+    title_derived: bool = False  # the title is the first sentence, not a given headline
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,6 +141,8 @@ class Hit:
     language: str | None = None
     #: Cosine similarity with the query (the fused ``score`` is rank-based).
     similarity: float | None = None
+    #: ``title`` is the article's first sentence (it had none), not a headline.
+    title_derived: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -228,6 +233,7 @@ class Citation:
     quote: str
     start: int
     end: int
+    title_derived: bool = False  # ``title`` is the article's first sentence, not a headline
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,6 +22,7 @@ from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
 from rag.store.generation import GenerationWriter, Snapshot, write_errors
 from rag.store.lock import LOCK_FILE, WriteLock
+from rag.titles import with_derived_title
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class Ingest:
                 report.failed.append(failure)
             report.note(*notes)
             if article is not None:
-                batch.append(article)
+                batch.append(with_derived_title(article))
             if len(batch) >= self.settings.commit_every:
                 self.commit(batch, report)
                 batch = []
@@ -215,8 +216,9 @@ def _remove_if_only_lock(folder: Path) -> None:
 
 
 def embedding_text(article: Article, chunk: Chunk) -> str:
-    """What gets embedded: the title travels with every chunk."""
-    if article.title and not chunk.text.startswith(article.title):
+    """What gets embedded: the title travels with every chunk (a derived one is the text's own
+    first sentence, so it adds nothing, and vectors stay as they were before titles were derived)."""
+    if article.title and not article.title_derived and not chunk.text.startswith(article.title):
         return f"{article.title}\n{chunk.text}"
     return chunk.text
 

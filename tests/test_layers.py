@@ -13,6 +13,7 @@ LAYERS: list[set[str]] = [
     {"settings", "news"},
     {"ingest", "names"},
     {"chunk"},
+    {"titles"},
     {"embed"},
     {"store"},
     {"pipeline", "retrieve"},

@@ -49,7 +49,7 @@ def format_source(n: int, hit: Hit, text: str | None = None) -> str:
     """One fenced source; attributes that are not known are left out (every token costs time)."""
     body = hit.text if text is None else text
     attributes = [f'id="{n}"'] + [f'{name}="{_attr(value)}"' for name, value in
-                                  (("title", hit.title), ("publisher", hit.source),
+                                  (("title", None if hit.title_derived else hit.title), ("publisher", hit.source),
                                    ("date", (hit.published_at or "")[:10])) if value]
     return f'<source {" ".join(attributes)}>\n{fence(body.strip())}\n</source>'
 

@@ -6,6 +6,7 @@ generation is never modified again, so readers open it immutable (no locks)."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -14,8 +15,13 @@ from typing import Any
 
 from rag.errors import IndexCorruptError
 from rag.news import Article, ArticleSummary, Chunk, Filters, Hit, chunk_id
+from rag.titles import derive_title
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: 2: articles.title_derived (an untitled article is titled by its first sentence). A version 1
+#: catalog is read as it is (no derived titles: the id is shown) and migrated when a writer copies it.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY,
@@ -26,7 +32,8 @@ CREATE TABLE IF NOT EXISTS articles (
     origin TEXT,
     content_hash TEXT NOT NULL,
     text_hash TEXT NOT NULL,
-    ingested_at TEXT NOT NULL
+    ingested_at TEXT NOT NULL,
+    title_derived INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS articles_text_hash ON articles(text_hash);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
@@ -54,17 +61,24 @@ class Catalog:
             self._db = sqlite3.connect(path, check_same_thread=False)
             self._db.executescript(_SCHEMA)
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and int(row[0]) < 2:
+                _derive_titles(self._db, path)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._db.row_factory = sqlite3.Row
+            self._derived = "a.title_derived"
             return
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None or int(row[0]) > SCHEMA_VERSION:
                 raise IndexCorruptError(f"{path}: unknown catalog schema version {row and row[0]}")
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(articles)")}
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{path} is not a readable SQLite catalog: {exc}") from exc
         self._db.row_factory = sqlite3.Row
+        #: A version 1 catalog has no derived titles (its untitled articles show their id).
+        self._derived = "a.title_derived" if "title_derived" in columns else "0"
 
     def close(self) -> None:
         self._db.close()
@@ -106,12 +120,12 @@ class Catalog:
         """Hits for (rowid, score) pairs, in the given order."""
         rows: dict[int, sqlite3.Row] = {row["rowid"]: row for row in self._query(
             f"SELECT c.rowid AS rowid, c.article_id, c.ordinal, c.start, c.end, c.text, "
-            f"a.title, a.url, a.source, a.published_at, a.language FROM chunks c "
+            f"a.title, {self._derived} AS title_derived, a.url, a.source, a.published_at, a.language FROM chunks c "
             f"JOIN articles a ON a.id = c.article_id WHERE c.rowid IN {_EACH}", _json(r for r, _ in scored))}
         return [Hit(article_id=r["article_id"], chunk_id=chunk_id(r["article_id"], r["ordinal"]),
                     title=r["title"], url=r["url"], source=r["source"], published_at=r["published_at"],
                     text=r["text"], start=r["start"], end=r["end"], score=float(score),
-                    language=r["language"])
+                    language=r["language"], title_derived=bool(r["title_derived"]))
                 for rowid, score in scored if (r := rows.get(rowid)) is not None]
 
     def chunk_texts(self) -> Iterable[tuple[int, str, str | None]]:
@@ -138,16 +152,18 @@ class Catalog:
             f"WHERE c.rowid IN {_EACH}", _json(rowids))}
 
     def articles(self, limit: int | None = None, offset: int = 0) -> list[ArticleSummary]:
-        sql = ("SELECT a.id, a.title, a.source, a.published_at, a.language, a.url, a.origin, "
-               "a.ingested_at, length(a.text) AS chars, "
+        sql = (f"SELECT a.id, a.title, {self._derived} AS title_derived, a.source, a.published_at, a.language, "
+               "a.url, a.origin, a.ingested_at, length(a.text) AS chars, "
                "(SELECT count(*) FROM chunks c WHERE c.article_id = a.id) AS chunks "
                "FROM articles a ORDER BY coalesce(a.published_at, '') DESC, a.id LIMIT ? OFFSET ?")
-        return [ArticleSummary(**dict(r)) for r in self._query(sql, (-1 if limit is None else limit, offset))]
+        return [ArticleSummary(**dict(r) | {"title_derived": bool(r["title_derived"])})
+                for r in self._query(sql, (-1 if limit is None else limit, offset))]
 
     def article(self, article_id: str) -> Article | None:
-        rows = self._query("SELECT id, text, title, url, source, author, published_at, language, origin, "
-                           "content_hash, text_hash FROM articles WHERE id = ?", (article_id,))
-        return Article(**dict(rows[0])) if rows else None
+        rows = self._query(f"SELECT id, text, title, {self._derived} AS title_derived, url, source, author, "
+                           "published_at, language, origin, content_hash, text_hash FROM articles a WHERE id = ?",
+                           (article_id,))
+        return Article(**dict(rows[0]) | {"title_derived": bool(rows[0]["title_derived"])}) if rows else None
 
     def sources(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._query(
@@ -172,9 +188,10 @@ class Catalog:
         with self._lock:
             self._db.execute(
                 "INSERT INTO articles (id, title, url, source, author, published_at, language, text, origin, "
-                "content_hash, text_hash, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "content_hash, text_hash, ingested_at, title_derived) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (article.id, article.title, article.url, article.source, article.author, article.published_at,
-                 article.language, article.text, article.origin, article.content_hash, article.text_hash, now))
+                 article.language, article.text, article.origin, article.content_hash, article.text_hash, now,
+                 int(article.title_derived)))
             rowids = []
             for c in chunks:
                 cur = self._db.execute(
@@ -186,6 +203,16 @@ class Catalog:
     def commit(self) -> None:
         with self._lock:
             self._db.commit()
+
+
+def _derive_titles(db: sqlite3.Connection, path: Path) -> None:
+    """Schema 1 -> 2, on a writer's private copy: add ``title_derived`` and title every untitled
+    article by its first sentence, as ingest does now (content hashes stay: they are of what was given)."""
+    db.execute("ALTER TABLE articles ADD COLUMN title_derived INTEGER NOT NULL DEFAULT 0")
+    rows = db.execute("SELECT id, text FROM articles WHERE title IS NULL OR trim(title) = ''").fetchall()
+    titled = [(title, article_id) for article_id, text in rows if (title := derive_title(text))]
+    db.executemany("UPDATE articles SET title = ?, title_derived = 1 WHERE id = ?", titled)
+    log.info("%s: catalog schema 1 -> 2, %d untitled articles titled by their first sentence", path, len(titled))
 
 
 def _where(filters: Filters) -> tuple[str, list[Any]]:

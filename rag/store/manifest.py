@@ -19,7 +19,9 @@ FORMAT = "rag-news-index"
 #: 2: BM25 stop words per language (bm25/tokenizer.json), "rag_version" and "build" recorded.
 #: Version 1 indexes open read-only as before (their BM25 is re-tokenised in memory) and are
 #: rewritten as version 2 by the next ingest or by ``rag upgrade``.
-FORMAT_VERSION = 2
+#: 3: catalog schema 2, untitled articles titled by their first sentence (``title_derived``). Older
+#: indexes open as before (an untitled article shows its id); ``rag upgrade`` or the next ingest derives titles.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 _GEN_DIR = re.compile(r"^gen-\d{6,}$")
 

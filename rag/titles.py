@@ -1,0 +1,64 @@
+"""A display title for an article that came without a headline: its first sentence, trimmed.
+
+The title is derived, not written by anyone, so articles carry ``title_derived=True`` and
+what treats a title as a headline (the prompt, the citation check, the embedded text) skips it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+
+from rag.chunk import split_sentences
+from rag.news import Article
+
+log = logging.getLogger(__name__)
+
+#: A derived title is cut on a word boundary at about this many characters (plus "…").
+TITLE_CHARS = 90
+
+# "BERLIN (dpa) - ", "Washington, 3. März (Reuters) – ", "HAMBURG – ": a dateline before the lead.
+_DATELINE = re.compile(r"^(?:[^()\s][^()]{0,60}?\s*\([^()]{1,30}\)\s*[-–—:]|[A-ZÄÖÜ][A-ZÄÖÜ .,'/]{2,40}?\s*[-–—])\s+")
+# A line that is only a byline: "Von Max Muster", "By Jane Doe and John Roe".
+_NAME = r"[A-ZÄÖÜ][\w'’.-]*"
+# Names must be capitalised: "Von der Leyen reist nach Kiew" is no byline.
+_BYLINE = re.compile(rf"^(?:[Vv]on|[Bb]y|VON|BY)\s+{_NAME}(?:\s+{_NAME}){{0,3}}"
+                     rf"(?:\s+(?:und|and|&)\s+{_NAME}(?:\s+{_NAME}){{0,3}})?$")
+
+
+def derive_title(text: str) -> str:
+    """The first sentence of ``text`` that is more than a byline, without a dateline, whitespace
+    collapsed and cut on a word boundary near ``TITLE_CHARS`` with "…". Never empty for a text
+    with any non-space character; "" for a blank one."""
+    sentences = [" ".join(text[s.start:s.end].split()) for s in split_sentences(text)]
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        return ""
+    for sentence in sentences:
+        if _BYLINE.match(sentence):
+            continue
+        lead = _DATELINE.sub("", sentence, count=1)
+        if lead.strip(" -–—:"):
+            return _trim(lead)
+    return _trim(sentences[0])  # only bylines and datelines: better one of them than nothing
+
+
+def with_derived_title(article: Article) -> Article:
+    """``article`` itself when it has a title, else a copy titled by its first sentence and
+    marked ``title_derived``. The content hash is left alone: it is of what was given."""
+    if article.title and article.title.strip():
+        return article
+    title = derive_title(article.text)
+    if not title:
+        return article
+    return dataclasses.replace(article, title=title, title_derived=True)
+
+
+def _trim(text: str) -> str:
+    if len(text) <= TITLE_CHARS:
+        return text
+    head = text[:TITLE_CHARS + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else ""
+    if len(cut) < TITLE_CHARS // 2:  # one very long word: cut inside it
+        cut = text[:TITLE_CHARS]
+    return cut.rstrip(" ,;:.-–—") + "…"
