@@ -90,7 +90,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("no matching passages")
     for n, hit in enumerate(hits, 1):
         meta = " | ".join(safe(x) for x in (hit.source, hit.published_at, hit.language) if x)
-        print(f"{n}. [{hit.score:.3f}] {safe(hit.title or hit.article_id)}" + (f"  ({meta})" if meta else ""))
+        print(f"{n}. [{hit.score:.3f}] {_shown_title(hit.title, hit.title_derived, hit.article_id)}"
+              + (f"  ({meta})" if meta else ""))
         print(f"   {safe(hit.chunk_id)}  chars {hit.start}-{hit.end}" + (f"  {safe(hit.url)}" if hit.url else ""))
         body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
         print(textwrap.indent(textwrap.fill(safe(" ".join(body.split())), 100), "   "))
@@ -105,11 +106,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json([r.to_dict() for r in rows])
         return EXIT_OK
     for r in rows:
-        title = safe((r.title or "")[:70])
+        title = safe((r.title or "")[:70]) + (" *" if r.title_derived else "")
         print(f"{safe(r.id):<48} {safe((r.published_at or '')[:10]):<10} {safe((r.source or '')[:18]):<18} "
               f"{safe(r.language or ''):<3} {r.chunks:>3}  {title}")
     if not rows:
         print("the index holds no articles")
+    elif any(r.title_derived for r in rows):
+        print(f"* {DERIVED_MARK[1:-1]}")
     return EXIT_OK
 
 
@@ -180,12 +183,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: After a title that is the article's first sentence (it came without one).
+DERIVED_MARK = "(title from the first sentence)"
+
+
+def _shown_title(title: str | None, derived: bool, article_id: str) -> str:
+    if not title:
+        return safe(article_id)
+    return safe(title) + (f" {DERIVED_MARK}" if derived else "")
+
+
 def _print_sources(answer: rag.Answer) -> None:
     if answer.citations:
         print("\nSources:")
     for c in answer.citations:
         meta = ", ".join(safe(x) for x in (c.source, (c.published_at or "")[:10]) if x)
-        print(f"[{c.n}] {safe(c.title or c.article_id)}" + (f" ({meta})" if meta else "")
+        print(f"[{c.n}] {_shown_title(c.title, c.title_derived, c.article_id)}" + (f" ({meta})" if meta else "")
               + (f" {safe(c.url)}" if c.url else ""))
         print(textwrap.indent(textwrap.fill(safe(f"«{' '.join(c.quote.split())}»"), 100), "    "))
     for u in answer.unsupported:

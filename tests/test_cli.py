@@ -58,6 +58,28 @@ def test_ingest_list_stats_delete_round_trip(tmp_path: Path) -> None:
     assert json.loads(run("stats", "--json", index=index).stdout)["articles"] == 1
 
 
+def test_list_and_search_show_a_title_from_the_first_sentence(tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jsonl").write_text(json.dumps({"id": "a1", "title": "Hafen", "text": "Der Hamburger Hafen meldet einen "
+                                             "Rekord."}) + "\n", encoding="utf-8")
+    (src / "bahn.txt").write_text("BERLIN (dpa) - Die Bahn fährt wieder nach dem Streik. Die Züge sind voll.",
+                                  encoding="utf-8")
+    run("ingest", str(src), index=index)
+    listed = {row["id"]: row for row in json.loads(run("list", "--json", index=index).stdout)}
+    bahn = next(row for article_id, row in listed.items() if article_id.startswith("bahn-"))
+    assert (bahn["title"], bahn["title_derived"]) == ("Die Bahn fährt wieder nach dem Streik.", True)
+    assert (listed["a1"]["title"], listed["a1"]["title_derived"]) == ("Hafen", False)
+    human = run("list", index=index).stdout
+    assert "Die Bahn fährt wieder nach dem Streik. *" in human and "Hafen *" not in human
+    assert human.rstrip().endswith("* title from the first sentence") and bahn["id"] in human
+    hits = json.loads(run("search", "--json", "Streik der Bahn", "--k", "1", index=index).stdout)["hits"]
+    assert hits[0]["article_id"] == bahn["id"] and hits[0]["title_derived"] is True
+    shown = run("search", "Streik der Bahn", "--k", "1", index=index).stdout
+    assert "Die Bahn fährt wieder nach dem Streik. (title from the first sentence)" in shown
+
+
 def test_friendly_errors(tmp_path: Path) -> None:
     proc = run("search", "anything", index=tmp_path / "none", check=1)
     assert proc.stderr.startswith("error: no index in") and "Traceback" not in proc.stderr

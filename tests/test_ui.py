@@ -74,6 +74,22 @@ def test_escaping_helpers() -> None:
     assert html.unescape(md) == "<b>x</b> [a](javascript:x) **bold** `code` 1. item https://x.org www.y.com"
 
 
+def test_a_card_marks_a_derived_title_and_keeps_the_id() -> None:
+    def card(title: str | None, derived: bool) -> str:
+        hit = rag.Hit("bahn-1", "bahn-1#0", title, None, "Nord", None, "Die Bahn fährt wieder.", 0, 22, 0.9,
+                      title_derived=derived)
+        return render.render_sources(rag.Answer("q", "a", (), (hit,), "extractive"), 1)
+
+    marker = '<span class="rag-muted rag-derived">(title from the first sentence)</span>'
+    derived = card("Die Bahn <fährt> wieder.", True)
+    assert f"Die Bahn &lt;fährt&gt; wieder. {marker}</div>" in derived and "<code>bahn-1</code>" in derived
+    assert_only_safe_markup(derived)
+    given = card("Bahn-Streik vorbei", False)
+    assert "Bahn-Streik vorbei</div>" in given and "rag-derived" not in given
+    untitled = card(None, False)  # an index from before derived titles: the id, unmarked
+    assert '<span class="rag-badge">1</span> bahn-1</div>' in untitled and "rag-derived" not in untitled
+
+
 def test_rendering_escapes_hostile_answer_and_sources() -> None:
     hostile_title = '<img src=x onerror="window.__xss=1">Title'
     hit = rag.Hit("evil-1", "evil-1#0", hostile_title, "javascript:alert(1)", "<b>Src</b>", "2023-10-01",
@@ -138,7 +154,10 @@ def test_answer_streams_into_chat_with_sources(sample_index_dir: Path) -> None:
     assert link, reply
     card = re.search(rf'<div class="rag-src rag-cited" id="src-1-{link.group(1)}">(.*?)</blockquote></div>', sources,
                      re.S)
-    assert card and "facebook-banks-de" in card.group(1)
+    assert card and "facebook-banks-de" in card.group(1)  # the id stays shown beside a derived title
+    assert re.search(r'<div class="rag-src-title">.*Kaum ist die Aufregung des Facebook-Skandals.*…'
+                     r' <span class="rag-muted rag-derived">\(title from the first sentence\)</span></div>',
+                     card.group(1)), card.group(1)
     quote = re.search(r'<mark class="rag-quote">(.*?)</mark>', card.group(1), re.S).group(1)
     assert all(bank in html.unescape(quote) for bank in BANKS)
     assert_only_safe_markup(reply, chat=True)

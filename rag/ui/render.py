@@ -183,6 +183,9 @@ def _passage_html(text: str, quotes: Sequence[tuple[str, int | None]]) -> str:
 
 def _card(turn: int, n: int, hit: rag.Hit, citations: Sequence[rag.Citation]) -> str:
     title = hit.title or hit.article_id
+    # A title made from the first sentence is shown where a headline would be, but said to be one.
+    derived = (' <span class="rag-muted rag-derived">(title from the first sentence)</span>'
+               if hit.title and hit.title_derived else "")
     meta = [esc(x) for x in (hit.source, _date(hit.published_at)) if x]
     url = safe_url(hit.url)
     if url:
@@ -191,7 +194,7 @@ def _card(turn: int, n: int, hit: rag.Hit, citations: Sequence[rag.Citation]) ->
     quotes = [(c.quote, c.start - hit.start if c.start >= 0 else -1) for c in citations]
     cited = " rag-cited" if citations else ""
     return (f'<div class="rag-src{cited}" id="src-{turn}-{n}">'
-            f'<div class="rag-src-title"><span class="rag-badge">{n}</span> {esc(title)}</div>'
+            f'<div class="rag-src-title"><span class="rag-badge">{n}</span> {esc(title)}{derived}</div>'
             f'<div class="rag-meta">{" · ".join(meta)}{" · " if meta else ""}'
             f'id <code>{esc(hit.article_id)}</code></div>'
             f'<blockquote class="rag-passage">{_passage_html(hit.text, quotes)}</blockquote></div>')
