@@ -395,6 +395,9 @@ def test_local_model_loads_at_launch_and_its_state_is_shown(sample_index_dir: Pa
     assert seen <= {"loading", "ready"} and "ready" in seen  # started at launch, not at the first question
     line = cb.status.generator_html()
     assert "Answers are written by the local model" in shown(line) and "Qwen2.5-Coder-1.5B-Instruct" in shown(line)
+    deadline = time.monotonic() + 120  # the embedding model loads beside it; polling goes on until both are in
+    while cb.status.embedder_state == "loading" and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert cb.status.poll_generator()[1].active is False
 
 
