@@ -21,7 +21,7 @@ from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
 from rag.store.generation import GenerationWriter, Snapshot, write_errors
-from rag.store.lock import LOCK_FILE, WriteLock
+from rag.store.lock import WriteLock, remove_if_only_lock
 from rag.titles import with_derived_title
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Ingest:
         with WriteLock(self.folder, self.settings.lock_timeout):
             self._run(records, report)
         if created and self._snapshot() is None:
-            _remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
+            remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
 
     def _run(self, records: Iterator[Record | Failure], report: ReportBuilder) -> None:
         batch: list[Article] = []
@@ -204,15 +204,6 @@ class Ingest:
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress:
             self._progress(stage, done, total)
-
-
-def _remove_if_only_lock(folder: Path) -> None:
-    try:
-        if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
-            (folder / LOCK_FILE).unlink()
-            folder.rmdir()
-    except OSError:
-        pass  # another writer arrived meanwhile; the folder is theirs now
 
 
 def embedding_text(article: Article, chunk: Chunk) -> str:

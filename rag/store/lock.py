@@ -89,3 +89,14 @@ class WriteLock:
             _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+def remove_if_only_lock(folder: Path) -> None:
+    """Remove ``folder`` if a writer created it and left nothing in it but the lock file
+    (every input failed, or the write was cancelled): no empty index stays behind."""
+    try:
+        if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            (folder / LOCK_FILE).unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # another writer arrived meanwhile; the folder is theirs now

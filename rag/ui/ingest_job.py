@@ -35,7 +35,7 @@ from typing import Any
 from rag.errors import IndexLockedError, RagError
 from rag.news import IngestReport
 from rag.settings import Settings
-from rag.store.lock import LOCK_FILE, WriteLock
+from rag.store.lock import WriteLock, remove_if_only_lock
 from rag.store.manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -330,19 +330,10 @@ class IngestJob:
             log.warning("could not tidy %s after the ingest job: %s", folder, exc)
             return ""
         if not self._folder_existed and manifest is None:
-            _remove_if_only_lock(folder)  # it made the folder: leave none behind
+            remove_if_only_lock(folder)  # it made the folder: leave none behind
         if current != self._generation_before:
             return f"the index moved from generation {self._generation_before} to {current}"
         return ""
-
-
-def _remove_if_only_lock(folder: Path) -> None:
-    try:
-        if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
-            (folder / LOCK_FILE).unlink()
-            folder.rmdir()
-    except OSError:
-        pass  # another writer arrived meanwhile: the folder is theirs
 
 
 def _child_main(settings: Settings, paths: list[str], names: dict[str, str], nice: int, conn: Connection) -> None:
