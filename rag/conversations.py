@@ -27,6 +27,7 @@ from typing import Any, Literal, TextIO
 
 from rag.errors import RagError
 from rag.news import Answer
+from rag.titles import shorten
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +154,7 @@ def _execute_all(db: sqlite3.Connection, script: str) -> None:
 
 def title_from(question: str) -> str:
     """The first question as a title: whitespace collapsed, cut on a word boundary near 60 chars."""
-    text = " ".join(question.split())
-    if len(text) <= TITLE_CHARS:
-        return text
-    head = text[:TITLE_CHARS + 1]
-    cut = head.rsplit(" ", 1)[0] if " " in head else ""
-    if len(cut) < TITLE_CHARS // 2:  # one very long word: cut inside it
-        cut = text[:TITLE_CHARS]
-    return cut.rstrip(" ,;:.-") + "…"
+    return shorten(" ".join(question.split()), TITLE_CHARS)
 
 
 class ConversationStore:
@@ -198,33 +192,35 @@ class ConversationStore:
                                       f"move it away or set RAG_CONVERSATIONS to another file")
 
     @contextmanager
-    def _transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction on a fresh connection. Writes take the write lock up front (BEGIN
-        IMMEDIATE): a read that turns into a write could otherwise fail at once under WAL."""
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection, closed afterwards; SQLite's errors become ConversationStoreError."""
         try:
             db = self._connect()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield db
-            db.execute("COMMIT")
         except sqlite3.Error as exc:
-            db.rollback()
             raise self._fail(exc) from exc
-        except BaseException:
-            db.rollback()
-            raise
         finally:
             db.close()
 
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction on a fresh connection. Writes take the write lock up front (BEGIN
+        IMMEDIATE): a read that turns into a write could otherwise fail at once under WAL."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
+
     def _initialize(self) -> None:
-        try:
-            db = self._connect()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
-        try:
-            db.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one creates the schema
+        # The write lock first: of two processes opening a new file, one creates the schema.
+        with self._transaction(write=True) as db:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -244,18 +240,10 @@ class ConversationStore:
                     _execute_all(db, _MIGRATIONS[version])
                     version += 1
                     db.execute(f"PRAGMA user_version = {version}")
-            db.execute("COMMIT")
-            # Only once the file is known to be ours: another program's database is left as it was.
-            # Outside a transaction (SQLite's rule); persistent, a no-op once set.
+        # Only once the file is known to be ours: another program's database is left as it was.
+        # Outside a transaction (SQLite's rule); persistent, a no-op once set.
+        with self._connection() as db:
             db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
-            db.rollback()
-            raise self._fail(exc) from exc
-        except BaseException:
-            db.rollback()
-            raise
-        finally:
-            db.close()
 
     # ---- conversations ----
     def create(self, owner: str, title: str = "") -> Conversation:

@@ -39,8 +39,8 @@ def derive_title(text: str) -> str:
             continue
         lead = _DATELINE.sub("", sentence, count=1)
         if lead.strip(" -–—:"):
-            return _trim(lead)
-    return _trim(sentences[0])  # only bylines and datelines: better one of them than nothing
+            return shorten(lead)
+    return shorten(sentences[0])  # only bylines and datelines: better one of them than nothing
 
 
 def with_derived_title(article: Article) -> Article:
@@ -54,11 +54,13 @@ def with_derived_title(article: Article) -> Article:
     return dataclasses.replace(article, title=title, title_derived=True)
 
 
-def _trim(text: str) -> str:
-    if len(text) <= TITLE_CHARS:
+def shorten(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` cut on a word boundary to at most ``limit`` characters (and "…"), without the
+    punctuation the cut left dangling; unchanged when it fits."""
+    if len(text) <= limit:
         return text
-    head = text[:TITLE_CHARS + 1]
+    head = text[:limit + 1]
     cut = head.rsplit(" ", 1)[0] if " " in head else ""
-    if len(cut) < TITLE_CHARS // 2:  # one very long word: cut inside it
-        cut = text[:TITLE_CHARS]
+    if len(cut) < limit // 2:  # one very long word: cut inside it
+        cut = text[:limit]
     return cut.rstrip(" ,;:.-–—") + "…"
