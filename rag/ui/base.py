@@ -3,7 +3,6 @@ and the index it answers from."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -73,9 +72,6 @@ class UIContext:
         ui = ui or UISettings()
         path = Path(ui.conversations).expanduser() if ui.conversations else default_path(os.environ)
         return cls(settings, ui, index, Scrubber(settings, ui), ConversationStore(path))
-
-    def replace(self, **changes: Any) -> UIContext:
-        return dataclasses.replace(self, **changes)
 
 
 def friendly(exc: BaseException) -> str:

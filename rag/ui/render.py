@@ -147,7 +147,7 @@ def _flag_spans(text: str, unsupported: Sequence[rag.Unsupported]) -> list[tuple
     return kept
 
 
-def _date(value: object) -> str:
+def date_only(value: object) -> str:
     return str(value)[:10] if value else ""
 
 
@@ -186,7 +186,7 @@ def _card(turn: int, n: int, hit: rag.Hit, citations: Sequence[rag.Citation]) ->
     # A title made from the first sentence is shown where a headline would be, but said to be one.
     derived = (' <span class="rag-muted rag-derived">(title from the first sentence)</span>'
                if hit.title and hit.title_derived else "")
-    meta = [esc(x) for x in (hit.source, _date(hit.published_at)) if x]
+    meta = [esc(x) for x in (hit.source, date_only(hit.published_at)) if x]
     url = safe_url(hit.url)
     if url:
         shown = url if len(url) <= 70 else url[:67] + "…"
@@ -258,7 +258,7 @@ def plain_answer(answer: rag.Answer) -> str:
         lines.append("Sources:")
         for n in cited:
             hit = answer.hits[n - 1]
-            meta = ", ".join(x for x in (hit.source, _date(hit.published_at), safe_url(hit.url) or "") if x)
+            meta = ", ".join(x for x in (hit.source, date_only(hit.published_at), safe_url(hit.url) or "") if x)
             lines.append(f"[{n}] {hit.title or hit.article_id}" + (f" ({meta})" if meta else ""))
     return "\n".join(lines)
 

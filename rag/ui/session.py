@@ -3,7 +3,7 @@ handler returns a new one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 #: The last 4 question/answer pairs go to rag.answer.
 HISTORY_MESSAGES = 8
@@ -43,7 +43,7 @@ class Session:
 
     history: tuple[tuple[str, str], ...] = ()
     chat: tuple[ChatMessage, ...] = ()
-    turns: tuple[SourcesTurn, ...] = field(default=())
+    turns: tuple[SourcesTurn, ...] = ()
     turn: int = 0
     conversation_id: str | None = None
     #: The browser this tab belongs to (a random id kept in its localStorage): whose

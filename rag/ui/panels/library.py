@@ -14,9 +14,11 @@ from typing import Any
 
 import gradio as gr
 
+import rag
+
 from rag.ui.base import UIContext, friendly
 from rag.ui.ingest_job import IngestJob, JobProgress
-from rag.ui.render import _date, esc, message_html, progress_html, report_html, safe_name
+from rag.ui.render import date_only, esc, message_html, progress_html, report_html, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,7 @@ class LibraryPanel:
             rejected, names = self._stage(paths, folder)
             if not names:
                 shutil.rmtree(folder, ignore_errors=True)
-                yield (self.ctx.scrub(report_html(None, rejected, names, folder)), self.stats_html(),
-                       self.source_update(), keep)
+                yield self.ctx.scrub(report_html(None, rejected, names, folder)), *self.refresh(), keep
                 return
             # Articles are recorded under "upload/<name>", not the temporary path, so
             # uploading an edited file again updates its article.
@@ -76,8 +77,7 @@ class LibraryPanel:
                         yield (message_html("error", self.ctx.scrub(f"Could not add the articles: {said}")),
                                self.stats_html(), keep, keep)
                         return
-                    yield (self.ctx.scrub(report_html(event.report, rejected, names, folder)), self.stats_html(),
-                           self.source_update(), None)
+                    yield self.ctx.scrub(report_html(event.report, rejected, names, folder)), *self.refresh(), None
                     return
         except Exception as exc:  # the callback edge
             log.exception("upload failed")
@@ -139,36 +139,37 @@ class LibraryPanel:
         return rejected, names
 
     # ---- index statistics
-    def stats_html(self) -> str:
+    def stats_html(self, stats: rag.IndexStats | None = None) -> str:
+        """The line of index statistics (of ``stats`` when the caller already has them)."""
         try:
-            s = self.ctx.index.stats().to_dict()
+            s = (stats or self.ctx.index.stats()).to_dict()
         except Exception as exc:
-            log.exception("index stats failed")
-            return message_html("error", f"Index statistics are unavailable: {friendly(exc)}")
+            return _unavailable(exc)
         parts = [f"<b>{s.get('articles', 0):,}</b> articles", f"<b>{s.get('chunks', 0):,}</b> chunks",
                  f"embedding model <code>{esc(s.get('embedding_model', '?'))}</code>"]
         if s.get("updated"):
             parts.append(f"last update {esc(str(s['updated'])[:19].replace('T', ' '))}")
         if s.get("published_from") or s.get("published_to"):
-            first, last = _date(s.get("published_from")), _date(s.get("published_to"))
+            first, last = date_only(s.get("published_from")), date_only(s.get("published_to"))
             parts.append(f"articles dated {esc(first)} – {esc(last)}")
         if s.get("sources"):
             parts.append(f"{len(s['sources'])} sources")
         return self.ctx.scrub(f'<div class="rag-stats" id="rag-stats">{" · ".join(parts)}</div>')
 
-    def source_choices(self) -> list[str]:
+    def source_choices(self, stats: rag.IndexStats | None = None) -> list[str]:
         try:
-            return sorted((s for s in self.ctx.index.stats().sources if s), key=str.lower)
+            return sorted((s for s in (stats or self.ctx.index.stats()).sources if s), key=str.lower)
         except Exception:
             log.exception("index stats failed")
             return []
 
-    def source_update(self) -> Any:
-        return gr.Dropdown(choices=self.source_choices())
-
     def refresh(self) -> tuple[str, Any]:
-        return self.stats_html(), self.source_update()
-
+        """The statistics line and the source filter's choices, from one reading of the index."""
+        try:
+            stats = self.ctx.index.stats()
+        except Exception as exc:
+            return _unavailable(exc), gr.Dropdown(choices=[])
+        return self.stats_html(stats), gr.Dropdown(choices=self.source_choices(stats))
 
 @dataclass(frozen=True)
 class LibraryLayout:
@@ -203,3 +204,8 @@ def wire(panel: LibraryPanel, demo: gr.Blocks, parts: LibraryLayout, stats: gr.H
 def _tab(request: gr.Request | None) -> str:
     """Which browser tab an event came from (tests call the handlers without one)."""
     return getattr(request, "session_hash", None) or "-"
+
+
+def _unavailable(exc: Exception) -> str:
+    log.exception("index stats failed")
+    return message_html("error", f"Index statistics are unavailable: {friendly(exc)}")

@@ -17,6 +17,7 @@ import gradio as gr
 
 import rag
 from rag.generate.connection import check_connection
+from rag.generate.openai_chat import validate_base_url
 from rag.redact import register_secret
 from rag.ui.base import UIContext, friendly
 from rag.ui.llm_prefs import LLMPrefs, default_prefs_path, forget, load_prefs, save_prefs
@@ -86,8 +87,6 @@ class LLMPanel:
         if key:
             register_secret(key)
         if base_url:
-            from rag.generate.openai_chat import validate_base_url
-
             base_url = validate_base_url(base_url)
         return LLMChoice(base_url, model if base_url else "", key if base_url else "")
 
