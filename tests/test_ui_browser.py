@@ -260,7 +260,8 @@ def test_reload_copy_feedback_stop_regenerate_and_phone_popover(llm_server, tmp_
         page.fill("#llm-model input, #llm-model textarea", "test-model")
         page.fill("#llm-key input", typed_key)
         page.click("#llm-test")
-        page.wait_for_selector("#llm-status .rag-ok", timeout=60_000)
+        page.wait_for_selector("#llm-status .rag-ok, #llm-status .rag-error", timeout=60_000)
+        assert page.locator("#llm-status .rag-ok").count() == 1, page.inner_text("#llm-status")
         assert "test-model" in page.inner_text("#llm-status")
         page.click("#llm-apply")
         page.wait_for_function("() => document.querySelector('#llm-status').innerText.includes('Answers use')",

@@ -267,9 +267,11 @@ def layout(panel: ChatPanel) -> ChatLayout:
                                  feedback_options=("Like", "Dislike"), buttons=["copy"], sanitize_html=True,
                                  placeholder="Ask a question about the news articles, or pick an example below.")
             with gr.Row():
-                question = gr.Textbox(show_label=False, placeholder="Ask a question…", elem_id="question",
-                                      scale=5, lines=1, max_lines=4, max_length=MAX_QUESTION_CHARS, autofocus=True)
-                ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+                # Usable once the page has loaded this browser's conversation (``ready``): a question
+                # asked before would not know its owner, and its answer would not be saved.
+                question = gr.Textbox(show_label=False, placeholder="Loading…", elem_id="question", scale=5,
+                                      lines=1, max_lines=4, max_length=MAX_QUESTION_CHARS, interactive=False)
+                ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask", interactive=False)
                 stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="stop", visible=False)
             gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
             with gr.Row():
@@ -279,6 +281,12 @@ def layout(panel: ChatPanel) -> ChatLayout:
             gr.Markdown("### Sources")
             sources = gr.HTML(SOURCES_EMPTY, elem_id="sources", max_height=700)
     return ChatLayout(session, chatbot, question, ask, stop, regenerate, clear, sources)
+
+
+def ready() -> tuple[Any, Any]:
+    """The question box and Ask button, usable (after the page's conversation is restored)."""
+    return (gr.Textbox(interactive=True, placeholder="Ask a question…", autofocus=True),
+            gr.Button(interactive=True))
 
 
 def search_layout(panel: ChatPanel, source_choices: list[str]) -> SearchLayout:

@@ -19,6 +19,7 @@ import gradio as gr
 from rag.conversations import Conversation
 from rag.ui.base import UIContext, friendly
 from rag.ui.panels.chat import ChatPanel
+from rag.ui.panels.chat import ready as chat_ready
 from rag.ui.render import SOURCES_EMPTY, message_html, sources_panel
 from rag.ui.session import Session
 
@@ -218,7 +219,7 @@ def wire(panel: ConversationsPanel, demo: gr.Blocks, parts: ConversationsLayout,
     private = {"api_visibility": "private"}
     shown = [chat_parts.chatbot, chat_parts.sources, chat_parts.session]
     demo.load(panel.restore, [parts.owner, parts.open_id], [*shown, parts.owner, parts.open_id, parts.listing],
-              **private)
+              **private).then(chat_ready, None, [chat_parts.question, chat_parts.ask], queue=False, **private)
     for event in answering:
         event.then(panel.after_answer, [chat_parts.session], [parts.open_id, parts.listing], **private)
     parts.listing.input(panel.open, [parts.listing, chat_parts.session], [*shown, parts.open_id], **private)

@@ -67,6 +67,11 @@ class LLMPanel:
         choice = self.saved()
         return choice, choice.base_url, choice.model, self._key_hint(choice), self.status(choice)
 
+    def ready(self) -> tuple[Any, ...]:
+        """After ``restore``: the boxes and buttons, usable where this UI lets a browser set the LLM."""
+        return (*(gr.Textbox(interactive=self.editable) for _ in range(3)),
+                *(gr.Button(interactive=self.editable) for _ in range(3)))
+
     def _key_hint(self, choice: LLMChoice) -> Any:
         return gr.Textbox(value="", placeholder="•••••• (a key is set; type to replace it)" if choice.api_key
                           else "API key (optional for local servers)")
@@ -157,23 +162,27 @@ def layout(panel: LLMPanel) -> LLMLayout:
         gr.Markdown("Any OpenAI-compatible server: OpenAI, Ollama (`http://127.0.0.1:11434/v1`), vLLM, "
                     "llama.cpp. Used by this browser tab; saved on this computer only if you tick the box.")
         base_url = gr.Textbox(label="Base URL", placeholder="https://api.openai.com/v1", elem_id="llm-url",
-                              max_length=500, interactive=panel.editable)
+                              max_length=500, interactive=False)
         model = gr.Textbox(label="Model", placeholder=panel.ctx.settings.llm_model, elem_id="llm-model",
-                           max_length=200, interactive=panel.editable)
+                           max_length=200, interactive=False)
         key = gr.Textbox(label="API key", type="password", elem_id="llm-key", max_length=500,
-                         interactive=panel.editable)
+                         interactive=False)
         remember = gr.Checkbox(False, label="Remember on this computer (the key too)", elem_id="llm-remember")
         with gr.Row():
-            test = gr.Button("Test connection", size="sm", elem_id="llm-test")
-            apply = gr.Button("Use these settings", size="sm", variant="primary", elem_id="llm-apply")
-            forget_button = gr.Button("Forget saved", size="sm", elem_id="llm-forget")
+            # Usable once the saved settings are shown (``ready``), so they never overwrite typing.
+            test = gr.Button("Test connection", size="sm", elem_id="llm-test", interactive=False)
+            apply = gr.Button("Use these settings", size="sm", variant="primary", elem_id="llm-apply",
+                              interactive=False)
+            forget_button = gr.Button("Forget saved", size="sm", elem_id="llm-forget", interactive=False)
         status = gr.HTML("", elem_id="llm-status")
     return LLMLayout(gr.State(LLMChoice()), base_url, model, key, remember, apply, test, forget_button, status)
 
 
 def wire(panel: LLMPanel, demo: gr.Blocks, parts: LLMLayout) -> None:
     private = {"api_visibility": "private"}
-    demo.load(panel.restore, None, [parts.choice, parts.base_url, parts.model, parts.key, parts.status], **private)
+    demo.load(panel.restore, None, [parts.choice, parts.base_url, parts.model, parts.key, parts.status],
+              **private).then(panel.ready, None, [parts.base_url, parts.model, parts.key, parts.test, parts.apply,
+                                                  parts.forget], queue=False, **private)
     parts.apply.click(panel.apply, [parts.base_url, parts.model, parts.key, parts.remember, parts.choice],
                       [parts.choice, parts.key, parts.status], **private)
     parts.test.click(panel.test, [parts.base_url, parts.model, parts.key, parts.choice], [parts.status], **private)
