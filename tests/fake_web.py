@@ -24,6 +24,7 @@ class Route:
     last_modified: str | None = None
     delay: float = 0.0  # seconds before the response starts: a slow server
     huge: int = 0  # stream this many bytes of feed items, with no Content-Length
+    location: str | None = None  # a redirect's target (with status 301/302)
 
 
 @dataclass
@@ -63,9 +64,14 @@ class FakeWeb:
                     self.send_header("ETag", route.etag)
                 if route and route.last_modified:
                     self.send_header("Last-Modified", route.last_modified)
+                if route and route.location:
+                    self.send_header("Location", route.location)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client refused a body over its limit
 
             def _huge(self, route: Route) -> None:
                 self.send_response(200)

@@ -32,6 +32,7 @@ _FEED_ROOT = re.compile(rb"<(?:rss|feed|rdf:rdf)[\s>]", re.I)
 _HTML_ROOT = re.compile(rb"<(?:!doctype\s+html|html)[\s>]", re.I)
 _BLOCK_END = re.compile(r"(?i)</(?:p|div|h[1-6]|li|blockquote)>|<br\s*/?>")
 _TAG = re.compile(r"<[^>]+>")
+_MAIL_NAME = re.compile(r"^\S+@\S+\s*\((.+)\)$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def _entry(entry: Any, feed_url: str, feed_title: str | None, language: str | No
         if not body and not title:
             return None
         key = "content:" + hashlib.sha256(f"{title}\n{body}".encode()).hexdigest()
-    author = (entry.get("author_detail") or {}).get("name") or entry.get("author")  # "Name", not "mail (Name)"
+    author = entry.get("author")
+    if isinstance(author, str) and (named := _MAIL_NAME.match(author.strip())):
+        author = named.group(1)  # RSS: "desk@example.com (Name)"
     fields = {"title": title, "author": _text(author), "published_at": date,
               "source": feed_title or urlsplit(feed_url).hostname, "language": language,
               "summary": html_to_text(body) if body else None}
