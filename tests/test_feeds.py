@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -305,6 +306,50 @@ def test_intervals() -> None:
 def test_watch_refuses_a_file_url_before_polling(index: rag.NewsIndex) -> None:
     with pytest.raises(FetchError, match="only http:// and https://"):
         watch(index, ["file:///etc/hosts"], 60, once=True, limits=LIMITS)
+
+
+# ---- the UI's library panel
+def test_the_ui_adds_a_feed_by_url_in_its_ingest_job(web: FakeWeb, tmp_path: Path) -> None:
+    from rag.ui.app import Panels
+    from rag.ui.base import UISettings
+
+    folder = tmp_path / "idx"
+    settings = make_settings(folder)
+    panels = Panels.create(settings, rag.open_index(folder, settings), ui=UISettings(host="127.0.0.1"))
+    feed = serve_harbour(web)
+    assert panels.library.urls_allowed
+    outputs = list(panels.library.add_url(f"  {feed} "))
+    status, stats, _, box = outputs[-1]
+    assert "Indexed 3 new articles" in status and box == ""  # the box is emptied for the next address
+    assert "missing-lighthouse.html: page not read (HTTP 404 Not Found)" in html_text(status)
+    assert "<b>3</b> articles" in stats
+    for bad, said in (("/etc/passwd", "only http:// and https://"), ("file:///etc/passwd", "not file://"),
+                      ("", "Type the address")):
+        status = list(panels.library.add_url(bad))[-1][0]
+        assert said in html_text(status) and "rag-error" in status
+    assert panels.library.ctx.index.stats().articles == 3
+
+
+def test_a_public_ui_without_a_login_fetches_no_url(web: FakeWeb, tmp_path: Path) -> None:
+    from rag.ui.app import Panels
+    from rag.ui.base import UISettings
+
+    folder = tmp_path / "idx"
+    settings = make_settings(folder)
+    public = Panels.create(settings, rag.open_index(folder, settings), ui=UISettings(host="0.0.0.0"))
+    feed = serve_harbour(web)
+    assert not public.library.urls_allowed
+    status = list(public.library.add_url(feed))[-1][0]
+    assert "Adding from a web address is off" in status and web.requests == []
+    behind_login = Panels.create(settings, rag.open_index(folder, settings),
+                                 ui=UISettings(host="0.0.0.0", user="u", password="p"))
+    assert behind_login.library.urls_allowed
+
+
+def html_text(markup: str) -> str:
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
 # ---- the command line
