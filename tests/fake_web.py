@@ -25,6 +25,7 @@ class Route:
     delay: float = 0.0  # seconds before the response starts: a slow server
     huge: int = 0  # stream this many bytes of feed items, with no Content-Length
     location: str | None = None  # a redirect's target (with status 301/302)
+    trickle: float = 0.0  # seconds between 100-byte pieces of the body: a server that never finishes
 
 
 @dataclass
@@ -54,6 +55,8 @@ class FakeWeb:
                     return self._send(304, b"", None, route)
                 if route.huge:
                     return self._huge(route)
+                if route.trickle:
+                    return self._trickle(route)
                 return self._send(route.status, route.body, route.content_type, route)
 
             def _send(self, status: int, body: bytes, ctype: str | None, route: Route | None = None) -> None:
@@ -86,6 +89,18 @@ class FakeWeb:
                         sent += len(item)
                 except OSError:
                     pass  # the client stopped reading: that is the point
+
+            def _trickle(self, route: Route) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", route.content_type)
+                self.end_headers()
+                try:
+                    for start in range(0, len(route.body), 100):
+                        self.wfile.write(route.body[start:start + 100])
+                        self.wfile.flush()
+                        time.sleep(route.trickle)
+                except OSError:
+                    pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

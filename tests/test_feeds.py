@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -128,6 +129,12 @@ def test_fetch_limits_refuse_slow_and_huge_responses(web: FakeWeb) -> None:
         fetch(big, LIMITS)  # its Content-Length says so before any of the body is read
     with pytest.raises(FetchError, match="cannot connect"):
         fetch(f"http://127.0.0.1:{_free_port()}/feed.xml", LIMITS)
+    # Bytes that keep coming, each within the read timeout: the total deadline ends it.
+    dripping = web.serve("/drip.xml", "rss.xml", content_type=RSS, trickle=0.3)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="too slow: not complete after 1.5 s"):
+        fetch(dripping, FetchLimits(read_s=1, total_s=1.5))
+    assert time.monotonic() - started < 3
 
 
 def test_a_redirect_to_another_scheme_is_refused(web: FakeWeb, index: rag.NewsIndex) -> None:
@@ -382,6 +389,25 @@ def test_cli_ingest_a_feed_then_watch_it(web: FakeWeb, tmp_path: Path) -> None:
     proc = run("watch", feed, "--every", "soon", index=folder, check=1)
     assert "cannot read the interval 'soon'" in proc.stderr
     assert json.loads(run("stats", "--json", index=folder).stdout)["articles"] == 5
+
+
+def test_ctrl_c_stops_watch_cleanly(web: FakeWeb, tmp_path: Path) -> None:
+    folder = tmp_path / "idx"
+    feed = serve_harbour(web, etag='"v1"')
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(folder)}
+    proc = subprocess.Popen([RAG, "watch", feed, "--every", "1h", "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # the first round, logged when it is done
+        assert line.rstrip().endswith(f"{feed}: new 3, updated 0, unchanged 0, failed 0"), line
+        proc.send_signal(signal.SIGINT)  # while it waits for the next round
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "watch stopped" in err and "Traceback" not in err
+    assert FeedStore(folder / STATE_FILE).get(feed).etag == '"v1"'
+    assert json.loads(run("stats", "--json", index=folder).stdout)["articles"] == 3
+    run("watch", feed, "--once", index=folder)  # the lock was released
 
 
 def _free_port() -> int:
