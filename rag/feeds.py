@@ -142,8 +142,8 @@ class FeedRound:
 
 
 def poll(index: NewsIndex, url: str, store: FeedStore, limits: FetchLimits, client: Any = None) -> FeedRound:
-    """One conditional GET of ``url``; its new and changed entries ingested. Never raises a
-    RagError: a feed that fails is a failed round (KeyboardInterrupt still propagates)."""
+    """One conditional GET of ``url``; its new and changed entries ingested. Never raises for
+    a feed that fails: that is a failed round (KeyboardInterrupt and MemoryError propagate)."""
     state = store.get(url)
     own = client is None
     client = client or new_client(limits)
@@ -173,8 +173,14 @@ def poll(index: NewsIndex, url: str, store: FeedStore, limits: FetchLimits, clie
         return FeedRound(url, "changed", len(report.added), len(report.updated),
                          len(feed.entries) - len(todo) + len(report.unchanged), len(report.failed),
                          len(report.duplicates), report=report)
-    except RagError as exc:  # FetchError names the URL already
-        message = exc.reason if isinstance(exc, FetchError) and exc.url == url else str(exc)
+    except MemoryError:
+        raise
+    except Exception as exc:  # a watch outlives any one feed's failure
+        if isinstance(exc, RagError):  # FetchError names the URL already
+            message = exc.reason if isinstance(exc, FetchError) and exc.url == url else str(exc)
+        else:
+            log.debug("feed %s failed", url, exc_info=True)
+            message = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         log.warning("feed %s: %s", url, message)
         store.checked(url, message)
         return FeedRound(url, "failed", error=message)

@@ -188,6 +188,17 @@ def test_an_atom_feed_with_an_entry_without_a_link(web: FakeWeb, index: rag.News
     assert index.ingest([feed]).unchanged and set(index.ingest([feed]).unchanged) == set(report.added)
 
 
+def test_a_feed_is_read_up_to_its_entry_limit_and_says_so(web: FakeWeb) -> None:
+    from rag.ingest.readers import Record
+    from rag.ingest.web import read_url
+
+    feed = serve_harbour(web)
+    records = list(read_url(feed, FetchLimits(max_entries=2)))
+    assert len(records) == 2 and all(isinstance(r, Record) for r in records)
+    assert f"{feed}: the feed has 3 entries; only the first 2 were read" in records[0].notes
+    assert web.hits("/articles/missing-lighthouse.html") == 0
+
+
 def test_feed_is_told_from_page_by_its_content_not_its_type(web: FakeWeb, index: rag.NewsIndex) -> None:
     serve_harbour(web)
     feed = web.serve("/feed", "rss.xml", content_type="text/plain")  # mislabelled: sniffed

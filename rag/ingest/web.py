@@ -9,6 +9,7 @@ an article without one has none (never "now")."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import io
@@ -78,13 +79,25 @@ def read_url(url: str, limits: FetchLimits, client: Any = None) -> Iterator[Reco
         except FetchError as exc:
             yield Failure(exc.url, exc.reason)
             return
-        if feed.total > len(feed.entries):
-            log.info("%s: %d entries, reading the first %d", url, feed.total, len(feed.entries))
-        for entry in feed.entries:
-            yield entry_record(feed, entry, limits, client)
+        except MemoryError:
+            raise
+        except Exception as exc:  # last resort: a library's surprise on hostile input fails this URL only
+            yield unexpected(url, exc)
+            return
+        capped = (f"{url}: the feed has {feed.total} entries; only the first {len(feed.entries)} were read",)
+        for n, entry in enumerate(feed.entries):
+            record = entry_record(feed, entry, limits, client)
+            if n == 0 and feed.total > len(feed.entries) and isinstance(record, Record):
+                record = dataclasses.replace(record, notes=record.notes + capped)
+            yield record
     finally:
         if own:
             client.close()
+
+
+def unexpected(origin: str, exc: Exception) -> Failure:
+    log.debug("unexpected error reading %s", origin, exc_info=True)
+    return Failure(origin, f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
 def page_record(fetched: Fetched, origin: str | None = None) -> Record | Failure:
@@ -174,6 +187,10 @@ def entry_record(feed: Feed, entry: FeedEntry, limits: FetchLimits, client: Any)
             page = page_record(fetch(entry.link, limits, client=client), origin)
         except FetchError as exc:
             page = Failure(origin, exc.reason)
+        except MemoryError:
+            raise
+        except Exception as exc:  # last resort, as above: the entry's summary may still do
+            page = unexpected(origin, exc)
         if isinstance(page, Record):
             # The feed knows the entry's title, date and outlet best; the page its text.
             merged = {**page.fields, **fields}
