@@ -7,9 +7,10 @@ one fetch per new or changed entry (its page), the rest are counted unchanged.
 
 Nothing is lost: the state of a round is saved only after its articles are written, so a
 round cut short (Ctrl-C, a crash, a locked index) is done again by the next one; an entry
-whose page could not be read (its summary indexed instead) is tried again when the feed
-next changes. A feed that is down, slow, malformed or huge fails alone, with one line that
-names it, and leaves the index as it was."""
+that failed (no page and no summary) makes the next round fetch the feed in full (no
+conditional GET) and try it again; an entry whose page could not be read (its summary
+indexed instead) is tried again when the feed next changes. A feed that is down, slow,
+malformed or huge fails alone, with one line that names it, and leaves the index as it was."""
 
 from __future__ import annotations
 
@@ -169,7 +170,10 @@ def poll(index: NewsIndex, url: str, store: FeedStore, limits: FetchLimits, clie
         report = index.add_records(records())
         failed = {f.path for f in report.failed}
         done = {key: fp for origin, (key, fp) in origins.items() if origin not in failed}
-        store.saved(url, fetched.etag, fetched.last_modified, done)
+        if report.failed:  # no validators: the next round GETs the feed in full and retries those entries
+            store.saved(url, None, None, done)
+        else:
+            store.saved(url, fetched.etag, fetched.last_modified, done)
         return FeedRound(url, "changed", len(report.added), len(report.updated),
                          len(feed.entries) - len(todo) + len(report.unchanged), len(report.failed),
                          len(report.duplicates), report=report)

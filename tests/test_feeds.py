@@ -259,6 +259,27 @@ def test_watch_adds_new_entries_and_updates_changed_ones(web: FakeWeb, index: ra
     assert by_title(index)["Orchard harvest breaks record"].published_at == "2024-06-01T07:15:00Z"
 
 
+def test_an_entry_that_failed_is_retried_next_round(web: FakeWeb, index: rag.NewsIndex) -> None:
+    """No page and no summary: nothing indexed for it, so the feed's ETag is not kept and the
+    next round fetches the feed again (not a 304) and tries that entry's page once more."""
+    web.serve("/articles/ferry.html", "ferry.html")
+    xml = web.fixture("rss.xml").replace(b"<description>The council voted for a covered fish market.</description>",
+                                         b"")
+    feed = web.serve("/feed.xml", body=xml, content_type=RSS, etag='"v1"')
+    [first] = watch(index, [feed], 60, once=True, limits=LIMITS)
+    assert (first.added, first.failed) == (2, 1)  # the market page is missing (404) and has no summary
+    [failure] = first.report.failed
+    assert failure.path.startswith(web.base + "/articles/market.html")
+    assert failure.reason == "page not read (HTTP 404 Not Found) and the entry has no content or summary"
+    assert FeedStore(index.folder / STATE_FILE).get(feed).etag is None
+    web.serve("/articles/market.html", "market.html")  # the page is back
+    [second] = watch(index, [feed], 60, once=True, limits=LIMITS)
+    assert (second.status, second.added, second.failed) == ("changed", 1, 0)
+    assert web.hits("/articles/ferry.html") == 1  # the entry already indexed was not fetched again
+    [third] = watch(index, [feed], 60, once=True, limits=LIMITS)
+    assert third.status == "not modified"
+
+
 def test_failing_feeds_fail_alone_and_leave_the_index_intact(web: FakeWeb, index: rag.NewsIndex) -> None:
     good = serve_harbour(web, etag='"v1"')
     watch(index, [good], 60, once=True, limits=LIMITS)

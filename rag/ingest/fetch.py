@@ -32,7 +32,9 @@ class FetchLimits:
 
     connect_s: float = 10.0
     read_s: float = 20.0  # longest wait for the next bytes
-    total_s: float = 60.0  # the whole response, from request to last byte
+    #: The whole response, from request to last byte, checked as the body arrives (the status
+    #: line and headers are bounded by read_s per read and by h11's limit on their size).
+    total_s: float = 60.0
     max_bytes: int = 10_000_000
     max_redirects: int = 5
     max_entries: int = 100  # entries read from one feed (the newest come first in feeds)
