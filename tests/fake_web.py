@@ -26,6 +26,7 @@ class Route:
     huge: int = 0  # stream this many bytes of feed items, with no Content-Length
     location: str | None = None  # a redirect's target (with status 301/302)
     trickle: float = 0.0  # seconds between 100-byte pieces of the body: a server that never finishes
+    drip_headers: float = 0.0  # seconds between header lines, endlessly: headers that never end
 
 
 @dataclass
@@ -57,6 +58,8 @@ class FakeWeb:
                     return self._huge(route)
                 if route.trickle:
                     return self._trickle(route)
+                if route.drip_headers:
+                    return self._drip_headers(route)
                 return self._send(route.status, route.body, route.content_type, route)
 
             def _send(self, status: int, body: bytes, ctype: str | None, route: Route | None = None) -> None:
@@ -99,6 +102,16 @@ class FakeWeb:
                         self.wfile.write(route.body[start:start + 100])
                         self.wfile.flush()
                         time.sleep(route.trickle)
+                except OSError:
+                    pass
+
+            def _drip_headers(self, route: Route) -> None:
+                self.send_response(200)
+                try:
+                    for n in range(200):
+                        self.send_header(f"X-Drip-{n}", "x")
+                        self.flush_headers()
+                        time.sleep(route.drip_headers)
                 except OSError:
                     pass
 

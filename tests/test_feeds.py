@@ -135,6 +135,12 @@ def test_fetch_limits_refuse_slow_and_huge_responses(web: FakeWeb) -> None:
     with pytest.raises(FetchError, match="too slow: not complete after 1.5 s"):
         fetch(dripping, FetchLimits(read_s=1, total_s=1.5))
     assert time.monotonic() - started < 3
+    # Headers that drip in forever, each line within the read timeout: the caller still gets its answer.
+    endless = web.serve("/endless-headers.xml", drip_headers=0.3)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="too slow: not complete after 1.5 s"):
+        fetch(endless, FetchLimits(read_s=1, total_s=1.5))
+    assert time.monotonic() - started < 3
 
 
 def test_a_redirect_to_another_scheme_is_refused(web: FakeWeb, index: rag.NewsIndex) -> None:

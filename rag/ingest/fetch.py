@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,7 @@ class FetchLimits:
 
     connect_s: float = 10.0
     read_s: float = 20.0  # longest wait for the next bytes
-    #: The whole response, from request to last byte, checked as the body arrives (the status
-    #: line and headers are bounded by read_s per read and by h11's limit on their size).
-    total_s: float = 60.0
+    total_s: float = 60.0  # the whole response, from request to last byte (see ``fetch``)
     max_bytes: int = 10_000_000
     max_redirects: int = 5
     max_entries: int = 100  # entries read from one feed (the newest come first in feeds)
@@ -89,17 +88,45 @@ def new_client(limits: FetchLimits) -> Any:
 
 def fetch(url: str, limits: FetchLimits, *, etag: str | None = None, last_modified: str | None = None,
           client: Any = None) -> Fetched:
-    """GET ``url`` within ``limits``; FetchError (naming the URL) for anything but a 200 or 304."""
+    """GET ``url`` within ``limits``; FetchError (naming the URL) for anything but a 200 or 304.
+
+    The request runs on a worker thread so the caller waits at most ``total_s`` (plus a
+    second) even for a server that drips its headers, each byte inside the read timeout:
+    then the caller gets its FetchError and the worker is left to fail on its own."""
+    url = check_url(url)
+    own = client is None
+    client = client or new_client(limits)
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(_get(client, url, limits, etag, last_modified))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    try:
+        threading.Thread(target=work, name="rag-fetch", daemon=True).start()
+        if not done.wait(limits.total_s + 1.0):
+            raise FetchError(url, f"too slow: not complete after {limits.total_s:g} s")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+    finally:
+        if own:
+            client.close()
+
+
+def _get(client: Any, url: str, limits: FetchLimits, etag: str | None, last_modified: str | None) -> Fetched:
     import httpx
 
-    url = check_url(url)
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    own = client is None
-    client = client or new_client(limits)
     deadline = time.monotonic() + limits.total_s
     try:
         with client.stream("GET", url, headers=headers) as response:
@@ -133,9 +160,6 @@ def fetch(url: str, limits: FetchLimits, *, etag: str | None = None, last_modifi
         raise FetchError(url, f"{type(exc).__name__}: {_short(exc)}") from None
     except httpx.InvalidURL as exc:
         raise FetchError(url, f"invalid URL: {exc}") from None
-    finally:
-        if own:
-            client.close()
 
 
 def _mb(n: int) -> str:
