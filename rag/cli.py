@@ -9,6 +9,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import rag
@@ -64,6 +65,36 @@ def cmd_ingest(args: argparse.Namespace) -> int:
               f"failed {c['failed']}, duplicates {c['duplicates']}, skipped {c['skipped']} "
               f"({c['chunks_added']} new chunks) -> {settings.index_dir}")
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """``rag watch FEED... --every 15m``: poll feeds, ingest what is new or changed."""
+    from rag.feeds import parse_interval, watch
+
+    settings = _settings(args)
+    every = parse_interval(args.every)
+    index = rag.open_index(settings.index_dir, settings)
+    failed = [False]
+
+    def show(rounds: list[Any]) -> None:
+        failed[0] = any(r.status == "failed" for r in rounds)
+        if args.json:
+            _print_json([r.to_dict() for r in rounds])
+            sys.stdout.flush()
+            return
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        for r in rounds:
+            print(f"{stamp}  {safe(r.line())}", file=sys.stderr if r.status == "failed" else sys.stdout, flush=True)
+            for note in (r.report.notes if r.report else ()):
+                print(f"note  {safe(note)}", file=sys.stderr)
+
+    try:
+        watch(index, [clean_argument(u) for u in args.feeds], every, once=args.once, on_round=show)
+    except KeyboardInterrupt:
+        print("watch stopped; every finished round is saved, an interrupted one is redone next time",
+              file=sys.stderr)
+        return 130
+    return EXIT_PARTIAL if failed[0] else EXIT_OK
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -301,11 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rag {rag.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ingest", parents=[common], help="add files/folders of articles to the index")
-    p.add_argument("paths", nargs="*", metavar="PATH", help=".txt .md .html .json .jsonl .csv files or folders")
+    p = sub.add_parser("ingest", parents=[common], help="add files/folders, web pages or feeds to the index")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help=".txt .md .html .json .jsonl .csv files or folders, or http(s) URLs of article pages or "
+                        "RSS/Atom feeds (each entry's page is fetched)")
     p.add_argument("--sample", action="store_true", help="also ingest the bundled sample corpus")
     p.add_argument("--if-empty", action="store_true", help="do nothing if the index already holds articles")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("watch", parents=[common], help="poll RSS/Atom feeds, add new and changed articles",
+                       description="Polls each feed (conditional GET: an unchanged feed costs one request), "
+                                   "ingests entries that are new or changed, and logs each round. Feed state is "
+                                   "kept in feeds.sqlite3 in the index folder. Ctrl-C stops.")
+    p.add_argument("feeds", nargs="+", metavar="FEED", help="http(s) URL of an RSS or Atom feed")
+    p.add_argument("--every", default="15m", help="time between rounds: 30s, 15m, 1h (default 15m)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for cron and tests)")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("search", parents=[common], help="show the passages most similar to a query")
     p.add_argument("query")

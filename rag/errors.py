@@ -55,3 +55,13 @@ class InvalidQueryError(RagError):
 
 class GenerationError(RagError):
     """The generator failed. ``str(error)`` is safe to show (no secrets)."""
+
+
+class FetchError(RagError):
+    """A URL could not be fetched or read: refused scheme, timeout, HTTP error, too large,
+    not a page or feed. ``str(error)`` names the URL and the reason in one line."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason

@@ -17,7 +17,9 @@ from rag.embed import Embedder, index_model_id, load_embedder, mismatch_hint, se
 from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderError, IndexNotFoundError,
                         InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
+from rag.ingest.fetch import FetchLimits, looks_like_url
 from rag.ingest.readers import Record, iter_files, read_file
+from rag.ingest.web import read_url
 from rag.news import Article, ArticleSummary, DeleteReport, Failure, Filters, Hit, IndexStats, IngestReport
 from rag.retrieve import Retrieval, RetrievalOptions, retrieve
 from rag.settings import Settings
@@ -172,12 +174,16 @@ class NewsIndex:
     # ---- writing ----
     def ingest(self, paths: Iterable[str | os.PathLike[str]], progress: ProgressCallback | None = None,
                names: dict[str, str] | None = None) -> IngestReport:
-        """Index files and folders. Bad inputs are reported, never fatal.
+        """Index files and folders, and http(s) URLs of article pages or RSS/Atom feeds (each
+        entry of a feed is an article). Bad inputs are reported, never fatal.
 
         ``names`` maps a file path to the name to record and report instead
         (an upload's original name rather than its temporary path); a file's
         article id derives from it, so re-uploading an edited file updates it."""
         report = ReportBuilder()
+        paths = list(paths)
+        urls = [str(p).strip() for p in paths if looks_like_url(p)]  # http(s) pages and feeds
+        paths = [p for p in paths if not looks_like_url(p)]
         files: list[Path] = []
         for item in iter_files(paths):
             if isinstance(item, Failure):
@@ -189,14 +195,21 @@ class NewsIndex:
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
 
         def records() -> Iterator[Record | Failure]:
-            bar = progress_bar(self.settings, "Reading", len(files), "file")
+            total = len(files) + len(urls)
+            bar = progress_bar(self.settings, "Reading", total, "file")
             for n, path in enumerate(files, 1):
                 name = (names or {}).get(str(path))
                 for item in read_file(path, max_bytes):
                     yield _renamed(item, str(path), name) if name else item
                 bar(n)
                 if progress:
-                    progress("reading", n, len(files))
+                    progress("reading", n, total)
+            limits = FetchLimits(max_bytes=max_bytes)
+            for n, url in enumerate(urls, len(files) + 1):
+                yield from read_url(url, limits)
+                bar(n)
+                if progress:
+                    progress("reading", n, total)
             bar(None)
 
         self._pipeline(progress).run(records(), report)
@@ -212,6 +225,13 @@ class NewsIndex:
                     yield Record(item, f"item {n}", f"item {n}", single_file=False)
         report = ReportBuilder()
         self._pipeline(progress).run(records(), report)
+        return report.build()
+
+    def add_records(self, records: Iterable[Record | Failure],
+                    progress: ProgressCallback | None = None) -> IngestReport:
+        """Index records read elsewhere (``rag.feeds`` reads them from feeds it polls)."""
+        report = ReportBuilder()
+        self._pipeline(progress).run(iter(records), report)
         return report.build()
 
     def delete(self, article_ids: str | Iterable[str]) -> DeleteReport:

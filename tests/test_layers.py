@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"store"},
     {"pipeline", "retrieve"},
     {"index"},
-    {"evidence"},
+    {"evidence", "feeds"},
     {"generate"},
     {"cite"},
     {"answer"},

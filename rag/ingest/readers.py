@@ -273,14 +273,30 @@ def _read_plain(path: Path, shown: str, text: str, notes: tuple[str, ...], markd
 
 
 def _read_html(path: Path, shown: str, text: str, notes: tuple[str, ...]) -> Iterator[Record | Failure]:
-    import trafilatura
-
-    doc = trafilatura.bare_extraction(text, with_metadata=True, include_comments=False,
-                                      include_tables=True, favor_recall=True)
-    body = getattr(doc, "text", None) if doc is not None else None
-    if not body or not body.strip():
+    fields = html_fields(text)
+    if fields is None:
         yield Failure(shown, "no article text found in the HTML page")
         return
+    yield Record(fields, shown, str(path), True, notes)
+
+
+#: Dates from the page's metadata and markup only. htmldate's "extensive search" guesses from
+#: any date in the text: a dateless page with "Copyright 2021" in its footer was dated 2021-01-01.
+HTML_DATE_PARAMS = {"extensive_search": False, "original_date": True}
+
+
+def html_fields(content: str | bytes, url: str | None = None) -> dict[str, Any] | None:
+    """The article fields trafilatura extracts from an HTML page (the body as ``text``, and
+    title, url, source, author, published_at, language where the page has them); None when
+    it holds no article text. A page without a date in its metadata gets none."""
+    import trafilatura
+
+    doc = trafilatura.bare_extraction(content, url=url, with_metadata=True, include_comments=False,
+                                      include_tables=True, favor_recall=True,
+                                      date_extraction_params=HTML_DATE_PARAMS)
+    body = getattr(doc, "text", None) if doc is not None else None
+    if not body or not body.strip():
+        return None
     fields = {
         "text": body,
         "title": getattr(doc, "title", None),
@@ -290,7 +306,7 @@ def _read_html(path: Path, shown: str, text: str, notes: tuple[str, ...]) -> Ite
         "published_at": getattr(doc, "date", None),
         "language": getattr(doc, "language", None),
     }
-    yield Record({k: v for k, v in fields.items() if v}, shown, str(path), True, notes)
+    return {k: v for k, v in fields.items() if v}
 
 
 def _read_json(path: Path, shown: str, text: str, notes: tuple[str, ...]) -> Iterator[Record | Failure]:

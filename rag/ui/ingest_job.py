@@ -164,10 +164,11 @@ class Tracker:
 
 class IngestJob:
     """``NewsIndex.ingest(paths, names=names)`` into ``settings.index_dir``, in a child
-    process at ``nice`` steps below this one. One job runs once: ``start``, consume
-    ``events`` (or ``cancel``), ``close``; as a context manager it cancels on exit."""
+    process at ``nice`` steps below this one (paths are files, or http(s) URLs as strings:
+    pages and feeds). One job runs once: ``start``, consume ``events`` (or ``cancel``),
+    ``close``; as a context manager it cancels on exit."""
 
-    def __init__(self, settings: Settings, paths: Sequence[Path], names: Mapping[str, str] | None = None,
+    def __init__(self, settings: Settings, paths: Sequence[Path | str], names: Mapping[str, str] | None = None,
                  nice: int = 10) -> None:
         self.settings = settings
         self.paths = [str(p) for p in paths]

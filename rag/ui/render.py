@@ -310,9 +310,11 @@ def progress_html(stage: str, done: int, total: int, fraction: float, eta_s: flo
 
 
 def report_html(report: rag.IngestReport | None, rejected: Sequence[tuple[str, str]], names: dict[Path, str],
-                folder: Path) -> str:
-    """What an upload did, per file, in words."""
+                folder: Path | None) -> str:
+    """What an upload (or a URL: no ``folder``) did, per file, in words."""
     def shown(path: str) -> str:
+        if folder is None:
+            return path
         path = path.removeprefix("upload/")
         for p, name in names.items():
             path = path.replace(str(p), name)

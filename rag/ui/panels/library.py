@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,11 @@ import gradio as gr
 
 import rag
 
+from rag.errors import FetchError
+from rag.ingest.fetch import check_url
 from rag.ui.base import UIContext, friendly
 from rag.ui.ingest_job import IngestJob, JobProgress
+from rag.ui.panels.llm import LOOPBACK
 from rag.ui.render import date_only, esc, message_html, progress_html, report_html, safe_name
 
 log = logging.getLogger(__name__)
@@ -25,12 +28,17 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often a quiet upload refreshes its ETA and looks for Cancel
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".json", ".jsonl", ".ndjson", ".csv", ".tsv")
 MAX_UPLOAD_FILES = 100
+URLS_OFF = ("Adding from a web address is off: this UI is reachable from other machines without a login, and the "
+            "server would fetch any address typed here. Set RAG_UI_USER and RAG_UI_PASSWORD, or use 'rag ingest URL'.")
 
 
 class LibraryPanel:
     def __init__(self, ctx: UIContext) -> None:
         self.ctx = ctx
         self._stops: dict[str, threading.Event] = {}  # the running upload of each tab
+        #: The server fetches whatever address a browser types: only where the UI is private
+        #: (loopback) or behind its login, as for the LLM server (rag.ui.panels.llm).
+        self.urls_allowed = ctx.ui.host in LOOPBACK or bool(ctx.ui.user and ctx.ui.password)
 
     # ---- uploading
     def upload(self, files: Sequence[Any] | None,
@@ -53,38 +61,72 @@ class LibraryPanel:
             # Articles are recorded under "upload/<name>", not the temporary path, so
             # uploading an edited file again updates its article.
             names_shown = {str(path): f"upload/{name}" for path, name in names.items()}
-            stop = self._stop_event(request)
-            # A child process at lower priority: questions keep their speed while it embeds.
-            # Leaving the block (done, cancelled, or the tab closed: Gradio closes this
-            # generator) cancels a job still running, which leaves the index as it was.
-            with IngestJob(self.ctx.index.settings, list(names), names_shown) as job:
-                job.start()
-                yield progress_html("starting", 0, 0, 0.0, None), keep, keep, keep
-                for event in job.events(timeout=POLL_S):
-                    if stop.is_set():
-                        job.cancel()
-                        done = job.result
-                        said = ("Cancelled: nothing was added, the index is as it was." if done and done.cancelled
-                                else f"Cancelled. {done.error if done and done.error else ''}".strip())
-                        yield message_html("ok" if done and done.cancelled else "warn", said), keep, keep, keep
-                        return
-                    if isinstance(event, JobProgress):
-                        yield (progress_html(event.stage, event.done, event.total, event.fraction, event.eta_s),
-                               keep, keep, keep)
-                        continue
-                    if event.error or event.report is None:
-                        said = event.error or "the ingest ended without a report"
-                        yield (message_html("error", self.ctx.scrub(f"Could not add the articles: {said}")),
-                               self.stats_html(), keep, keep)
-                        return
-                    yield self.ctx.scrub(report_html(event.report, rejected, names, folder)), *self.refresh(), None
-                    return
+            yield from self._job(list(names), names_shown, request,
+                                 lambda report: report_html(report, rejected, names, folder), None)
         except Exception as exc:  # the callback edge
             log.exception("upload failed")
             yield message_html("error", self.ctx.scrub(friendly(exc))), keep, keep, keep
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            self._stops.pop(_tab(request), None)
+
+    def _job(self, paths: list[Path | str], names: dict[str, str], request: gr.Request | None,
+             show: Callable[[rag.IngestReport], str], cleared: Any) -> Iterator[tuple[str, str, Any, Any]]:
+        """Run an IngestJob, yielding (status, stats, source filter, input box) as it goes;
+        ``cleared`` is what the input box becomes once the job has a report."""
+        keep = gr.skip()
+        stop = self._stop_event(request)
+        # A child process at lower priority: questions keep their speed while it embeds.
+        # Leaving the block (done, cancelled, or the tab closed: Gradio closes this
+        # generator) cancels a job still running, which leaves the index as it was.
+        with IngestJob(self.ctx.index.settings, paths, names) as job:
+            job.start()
+            yield progress_html("starting", 0, 0, 0.0, None), keep, keep, keep
+            for event in job.events(timeout=POLL_S):
+                if stop.is_set():
+                    job.cancel()
+                    done = job.result
+                    said = ("Cancelled: nothing was added, the index is as it was." if done and done.cancelled
+                            else f"Cancelled. {done.error if done and done.error else ''}".strip())
+                    yield message_html("ok" if done and done.cancelled else "warn", said), keep, keep, keep
+                    return
+                if isinstance(event, JobProgress):
+                    yield (progress_html(event.stage, event.done, event.total, event.fraction, event.eta_s),
+                           keep, keep, keep)
+                    continue
+                if event.error or event.report is None:
+                    said = event.error or "the ingest ended without a report"
+                    yield (message_html("error", self.ctx.scrub(f"Could not add the articles: {said}")),
+                           self.stats_html(), keep, keep)
+                    return
+                yield self.ctx.scrub(show(event.report)), *self.refresh(), cleared
+                return
+
+    # ---- adding from the web
+    def add_url(self, url: str | None, request: gr.Request | None = None) -> Iterator[tuple[str, str, Any, Any]]:
+        """Index the article page or the RSS/Atom feed (every entry) at ``url``, in the same
+        ingest job as uploads: yields (status HTML, stats HTML, source filter update, URL box update)."""
+        keep = gr.skip()
+        try:
+            if not self.urls_allowed:
+                yield message_html("error", URLS_OFF), keep, keep, keep
+                return
+            url = (url or "").strip()
+            if not url:
+                yield message_html("error", "Type the address of an article page or a feed first."), keep, keep, keep
+                return
+            try:
+                url = check_url(url)  # never a local path: the box takes http(s) addresses only
+            except FetchError as exc:
+                yield message_html("error", self.ctx.scrub(str(exc))), keep, keep, keep
+                return
+            yield message_html("busy", self.ctx.scrub(f"Fetching {url}…")), keep, keep, keep
+            yield from self._job([url], {}, request, lambda report: report_html(report, [], {}, None), "")
+        except Exception as exc:  # the callback edge
+            log.exception("adding %s failed", url)
+            yield message_html("error", self.ctx.scrub(friendly(exc))), keep, keep, keep
+        finally:
             self._stops.pop(_tab(request), None)
 
     def cancel(self, request: gr.Request | None = None) -> str:
@@ -177,6 +219,8 @@ class LibraryLayout:
     add: gr.Button
     cancel: gr.Button
     status: gr.HTML
+    url: gr.Textbox
+    add_url: gr.Button
 
 
 def layout(panel: LibraryPanel) -> LibraryLayout:
@@ -188,8 +232,13 @@ def layout(panel: LibraryPanel) -> LibraryLayout:
         with gr.Row():
             add = gr.Button("Add to index", variant="primary", elem_id="add")
             cancel = gr.Button("Cancel upload", elem_id="cancel-upload")
+        with gr.Row():
+            url = gr.Textbox(label="Or an article page or RSS/Atom feed (each entry is fetched)", max_length=2000,
+                             placeholder="https://…" if panel.urls_allowed else "off: the UI is public without a login",
+                             interactive=panel.urls_allowed, elem_id="add-url-box", scale=4)
+            add_url = gr.Button("Add from URL", elem_id="add-url", interactive=panel.urls_allowed, scale=1)
         status = gr.HTML("", elem_id="upload-status")
-    return LibraryLayout(files, add, cancel, status)
+    return LibraryLayout(files, add, cancel, status, url, add_url)
 
 
 def wire(panel: LibraryPanel, demo: gr.Blocks, parts: LibraryLayout, stats: gr.HTML,
@@ -197,6 +246,9 @@ def wire(panel: LibraryPanel, demo: gr.Blocks, parts: LibraryLayout, stats: gr.H
     # Uploads go one at a time, in their own group: they never hold up questions.
     parts.add.click(panel.upload, [parts.files], [parts.status, stats, source_filter, parts.files],
                     concurrency_limit=1, concurrency_id="ingest", show_progress="minimal", api_visibility="private")
+    for trigger in (parts.add_url.click, parts.url.submit):
+        trigger(panel.add_url, [parts.url], [parts.status, stats, source_filter, parts.url], concurrency_limit=1,
+                concurrency_id="ingest", show_progress="minimal", api_visibility="private")
     parts.cancel.click(panel.cancel, None, [parts.status], queue=False, api_visibility="private")
     demo.load(panel.refresh, None, [stats, source_filter], api_visibility="private")
 
