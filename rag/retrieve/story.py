@@ -66,7 +66,7 @@ class StoryIntent:
     #: What to search: the question without the timeline words (the question itself when
     #: nothing is left, or for a comparison of named dates).
     topic: str
-    #: CHANGE: the ISO date that splits "before" from "since" (None: unknown; then newest half).
+    #: CHANGE: the ISO date that splits "before" from "since" (always set for CHANGE).
     pivot: str | None = None
     phrase: str = ""  # the words that made it one
     #: Days the question names ("the report of 2023-10-22"): their passages are chosen first.
