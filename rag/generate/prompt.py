@@ -80,8 +80,8 @@ def story_instruction(request: GenerationRequest) -> str:
     story, count = request.story, len(request.passages)
     if story is None or not count:
         return ""
-    lines = ("If the question asks yes or no, start with Yes or No. Then, instead of one to three sentences, "
-             f"write up to {count} short lines, one per event, "
+    lines = ("First answer the question in one sentence, in its own terms (yes or no; which one; consistent "
+             f"or changed). Then write up to {count} short lines instead of more sentences, one per event, "
              "each starting with its date (YYYY-MM-DD) and ending with its source number like [1]. "
              'Sources with date="undated" have no known date: never give them one, put them last and say they '
              "are undated.\n")
