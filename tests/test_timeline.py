@@ -195,7 +195,7 @@ def test_openai_path_sends_the_timeline_instruction(bridge_dir: Path) -> None:
     assert ans.mode == "timeline" and ans.generator == "openai:test-model" and plain.mode == ""
     user = llm.user_prompt(0)
     assert "The sources are in date order, oldest first. Tell how the story developed, in date order." in user
-    assert "each starting with its date (YYYY-MM-DD) and ending with its source number" in user
+    assert "one per event, each with its date and source number, like:\n- YYYY-MM-DD: what the source" in user
     shown = re.findall(r'<source id="(\d+)"[^>]*? date="([^"]+)"', user)
     dates = [d for _, d in shown]
     assert dates[:5] == ["2024-03-04", "2024-03-11", "2024-03-20", "2024-04-02", "2024-04-15"]

@@ -80,11 +80,11 @@ def story_instruction(request: GenerationRequest) -> str:
     story, count = request.story, len(request.passages)
     if story is None or not count:
         return ""
-    lines = ("First answer the question in one sentence, in its own terms (yes or no; which one; consistent "
-             f"or changed). Then write up to {count} short lines instead of more sentences, one per event, "
-             "each starting with its date (YYYY-MM-DD) and ending with its source number like [1]. "
-             'Sources with date="undated" have no known date: never give them one, put them last and say they '
-             "are undated.\n")
+    lines = ("Write one sentence that answers the question in its own terms (yes or no; which one; consistent "
+             f"or changed), then up to {count} lines, one per event, each with its date and source number, like:\n"
+             "- YYYY-MM-DD: what the source says happened [n]\n"
+             'Sources with date="undated" have no known date: never give them one, put them last as "- undated: '
+             '... [n]".\n')
     if story.kind == TIMELINE:
         return "The sources are in date order, oldest first. Tell how the story developed, in date order. " + lines
     before = split(request.passages, story.pivot)
