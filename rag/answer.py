@@ -24,6 +24,7 @@ from rag.ingest.articles import detect_query_language
 from rag.news import Answer, Hit
 from rag.redact import register_secret, register_url_secrets
 from rag.retrieve import Retrieval
+from rag.retrieve.story import TIMELINE, StoryIntent, day, split
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -164,20 +165,25 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
         notes.append(f"searched articles from {retrieval.time_intent.since or 'the start'} to "
                      f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
     hits = retrieval.hits
+    story = retrieval.story
+    mode = story.kind if story else ""
+    if story and hits:
+        notes.append(story_note(story, hits))
     name = generator.name if generator else backend
     cross = bool(retrieval.best_language and language and retrieval.best_language != language)
     if not hits or retrieval.best_similarity < _min_similarity(opts, settings, cross):
         text = REFUSAL.get(language, REFUSAL["en"])
         if stream:
             yield text
-        yield Answer(question, text, (), hits, NO_GENERATOR, query, refused=True, notes=tuple(notes))
+        yield Answer(question, text, (), hits, NO_GENERATOR, query, refused=True, notes=tuple(notes), mode=mode)
         return
     if generator is None:
         text = FAILED.get(language, FAILED["en"]).format(error=failure_reason)
         if stream:
             yield text
         notes.append(f"{name} failed before writing anything")
-        yield Answer(question, text, (), hits, NO_GENERATOR, query, error=failure_reason, notes=tuple(notes))
+        yield Answer(question, text, (), hits, NO_GENERATOR, query, error=failure_reason, notes=tuple(notes),
+                     mode=mode)
         return
 
     evidence = Evidence(hits, idx.embedder)
@@ -185,7 +191,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     # Quotes are chosen for what was asked; the words of an earlier question that a
     # follow-up was searched with (no LLM to rewrite it) would pull in other names.
     request = _request(question if extractive else query, hits, history, language, evidence,
-                       compact=0 if extractive else settings.context_tokens)
+                       compact=0 if extractive else settings.context_tokens, story=story)
     shown = request.passages + tuple(h for h in hits if h not in request.passages)
     pieces: list[str] = []
     error, failure = None, ""
@@ -200,7 +206,8 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
             # The local model was only the automatic choice: quote the sources instead of failing.
             notes.append(f"the local model failed ({exc}); the sources are quoted instead")
             generator = ExtractiveGenerator(idx.embedder)
-            request = _request(question, hits, history, language, Evidence(hits, idx.embedder), compact=0)
+            request = _request(question, hits, history, language, Evidence(hits, idx.embedder), compact=0,
+                               story=story)
             shown = hits
             pieces = list(generator.generate(request, stream=stream))
             if stream:
@@ -220,21 +227,34 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     wrote = generator.name if error is None or pieces else NO_GENERATOR
     yield Answer(question, checked.text + failure, checked.citations, shown, wrote, query,
                  unsupported=checked.unsupported, refused=refused, error=error,
-                 notes=tuple(notes) + checked.notes, draft=text)
+                 notes=tuple(notes) + checked.notes, draft=text, mode=mode)
 
 
 def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], language: str,
-             evidence: Evidence, compact: int) -> GenerationRequest:
+             evidence: Evidence, compact: int, story: StoryIntent | None = None) -> GenerationRequest:
     """What the generator is given: with ``compact`` > 0 tokens, only the passages
     that have sentences matching the question, shown as those sentences and their
-    neighbours (renumbered 1..); else every passage, whole."""
+    neighbours (renumbered 1..); else every passage, whole. A timeline keeps as many
+    events as fit: each passage's sentences about the topic, without neighbours."""
     if compact > 0:
-        excerpts = evidence.excerpts(question, compact)
+        excerpts = (evidence.excerpts(story.topic, compact, neighbours=0, margin=1.0) if story
+                    else evidence.excerpts(question, compact))
         if excerpts:
-            order = [e.n for e in excerpts]
+            order = [e.n for e in excerpts]  # passage order: a timeline stays in date order
             return GenerationRequest(question, tuple(hits[n - 1] for n in order), history, language,
-                                     tuple(e.text for e in excerpts), evidence.subset(order))
-    return GenerationRequest(question, hits, history, language, evidence=evidence)
+                                     tuple(e.text for e in excerpts), evidence.subset(order), story)
+    return GenerationRequest(question, hits, history, language, evidence=evidence, story=story)
+
+
+def story_note(story: StoryIntent, hits: tuple[Hit, ...]) -> str:
+    """What the CLI and UI say about a timeline or change answer's passages."""
+    undated = sum(1 for h in hits if day(h) is None)
+    tail = f" ({undated} undated, listed last)" if undated else ""
+    if story.kind == TIMELINE:
+        return f"Timeline of {len(hits) - undated} dated passages in date order{tail}"
+    before = split(hits, story.pivot)
+    return (f"What changed since {story.pivot}: {before} passages from before, {len(hits) - undated - before} "
+            f"since, each in date order{tail}")
 
 
 def _min_similarity(opts: AnswerOptions, settings: Settings, cross_lingual: bool) -> float:

@@ -121,8 +121,9 @@ class NewsIndex:
         ``mode``: "hybrid" (dense + BM25), "dense" or "sparse". Further
         options are those of ``rag.retrieve.RetrievalOptions``; by default a
         search returns raw chunks (no per-article cap, no merging, no dates
-        read from the query)."""
-        defaults: dict[str, Any] = {"max_per_article": None, "merge_neighbours": False, "time_intent": False}
+        read from the query, no timeline ordering)."""
+        defaults: dict[str, Any] = {"max_per_article": None, "merge_neighbours": False, "time_intent": False,
+                                    "story": False}
         return list(self.retrieve(query, k, filters, mode=mode, **(defaults | options)).hits)
 
     def retrieve(self, query: str, k: int = 5, filters: Filters | dict[str, Any] | None = None, *,

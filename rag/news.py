@@ -277,6 +277,9 @@ class Answer:
     notes: tuple[str, ...] = ()
     #: The text as the generator wrote it, before the citation check changed markers.
     draft: str = ""
+    #: "timeline" or "change" when the question asked how a story developed or what changed
+    #: since a date (the passages are then in date order); "" for any other answer.
+    mode: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -285,6 +288,7 @@ class Answer:
             "passages": [dict(h.to_dict(), n=i) for i, h in enumerate(self.hits, 1)],
             "generator": self.generator, "unsupported": [u.to_dict() for u in self.unsupported],
             "refused": self.refused, "error": self.error, "notes": list(self.notes), "draft": self.draft,
+            "mode": self.mode,
         }
 
     @classmethod

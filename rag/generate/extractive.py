@@ -9,6 +9,7 @@ is too far from it, or that lacks the names the question asks about."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from rag.evidence import Evidence, about
 from rag.generate.base import REFUSAL, GenerationRequest
 from rag.generate.prompt import language_name
 from rag.names import Vectors, names_in, spelled_alike, translated, word_stems
+from rag.retrieve.story import TIMELINE, day
 
 MAX_SENTENCES = 3
 #: Sentences scoring this far below the best one are left out.
@@ -30,6 +32,16 @@ NOTE = {"de": "Kein Sprachmodell verfügbar. Die passendsten Sätze aus den Quel
               "the question"}
 _IN_LANGUAGE = {"de": " (auf {language}, der Sprache der Artikel)", "en": " (in {language}, the articles' language)"}
 _SOME_IN_LANGUAGE = {"de": " (teils auf {language})", "en": " (some in {language})"}
+#: A timeline quotes at most this many passages, one sentence each.
+MAX_EVENTS = 8
+TIMELINE_NOTE = {"de": "Kein Sprachmodell verfügbar. Der Verlauf in Sätzen aus den Quellen, ältester zuerst",
+                 "en": "No language model is available, so here is the story in sentences from the sources, "
+                       "oldest first"}
+#: Headings of a change answer; {date} is the pivot.
+BEFORE = {"de": "Vor dem {date}:", "en": "Before {date}:"}
+SINCE = {"de": "Seit dem {date}:", "en": "Since {date}:"}
+UNDATED = {"de": "ohne Datum", "en": "undated"}
+UNDATED_HEADING = {"de": "Ohne Datum:", "en": "Undated:"}
 _GERMAN_NAMES = {"en": "Englisch", "de": "Deutsch", "fr": "Französisch", "es": "Spanisch", "it": "Italienisch"}
 @dataclass(frozen=True)
 class Candidate:
@@ -53,8 +65,12 @@ def note(language: str | None, quoted: set[str]) -> str:
 
 
 def is_note(line: str) -> bool:
-    """Is ``line`` the note an extractive answer starts with?"""
-    return any(line.strip().startswith(start) for start in NOTE.values())
+    """Is ``line`` the note an extractive answer starts with (or a timeline's heading)?"""
+    line = line.strip()
+    return (any(line.startswith(start) for start in (*NOTE.values(), *TIMELINE_NOTE.values()))
+            or line in UNDATED_HEADING.values()
+            or any(re.fullmatch(re.escape(h).replace(r"\{date\}", r"\d{4}-\d\d-\d\d"), line)
+                   for h in (*BEFORE.values(), *SINCE.values())))
 
 
 class ExtractiveGenerator:
@@ -111,9 +127,44 @@ class ExtractiveGenerator:
         covered = set().union(*(held[a] for a in joined))
         return joined if 2 * len(covered) >= len(subjects) else set()
 
+    def timeline(self, request: GenerationRequest) -> str | None:
+        """For a timeline or change question: each passage about its topic (in the date order
+        retrieval gave) as its date, publisher and best sentence; a change question's passages
+        under "Before <date>:" and "Since <date>:". None when no passage is about the topic."""
+        assert request.story is not None
+        topic = dataclasses.replace(request, question=request.story.topic)
+        about = self.about_the_question(topic)
+        best: dict[int, Candidate] = {}
+        for c in self.rank_sentences(topic):
+            if c.n not in best and request.passages[c.n - 1].article_id in about:
+                best[c.n] = c
+        if not best:
+            return None
+        lang = request.language if request.language in TIMELINE_NOTE else "en"
+        # the best-matching passages, shown in the passages' (date) order
+        shown = sorted(sorted(best, key=lambda n: -best[n].score)[:MAX_EVENTS])
+        lines = [note(request.language, {best[n].language or "" for n in shown}).replace(
+            NOTE[lang], TIMELINE_NOTE[lang])]
+        pivot = request.story.pivot if request.story.kind != TIMELINE else None
+        heading = None
+        for n in shown:
+            hit = request.passages[n - 1]
+            when = day(hit)
+            if pivot:
+                group = (BEFORE if when < pivot else SINCE)[lang].format(date=pivot) if when else UNDATED_HEADING[lang]
+                if group != heading:
+                    lines.append(group)
+                    heading = group
+            meta = ", ".join(x for x in (when or UNDATED[lang], hit.source) if x)
+            lines.append(f"- {meta}: «{' '.join(best[n].text.split())}» [{n}]")
+        return "\n\n".join(lines)
+
     def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
-        chosen = self.choose(request)
-        if not chosen:
+        story = self.timeline(request) if request.story else None
+        chosen = self.choose(request) if story is None else []
+        if story is not None:
+            text = story
+        elif not chosen:
             text = REFUSAL.get(request.language or "", REFUSAL["en"])
         else:
             lines = [note(request.language, {c.language or "" for c in chosen})]

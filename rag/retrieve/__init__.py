@@ -2,7 +2,9 @@
 
 dense (FAISS) + sparse (BM25) -> weighted reciprocal rank fusion -> optional
 cross-encoder rerank -> date intent (filter or recency) -> per-article cap ->
-neighbouring chunks merged into one passage."""
+neighbouring chunks merged into one passage. Timeline and change questions
+("How did X develop?", "What changed since Monday?") search their topic and get
+relevant dated passages in date order instead of the per-article cap (story.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from rag.news import Filters, Hit
 from rag.retrieve.diversity import cap_per_article, merge_neighbours
 from rag.retrieve.fusion import fuse
 from rag.retrieve.rerank import rerank
+from rag.retrieve.story import CHANGE, StoryIntent, arrange, parse_story_intent
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.settings import RETRIEVAL_MODES, RetrievalMode
 from rag.store.generation import Snapshot
@@ -44,6 +47,8 @@ class RetrievalOptions:
     #: A sentence-transformers CrossEncoder name or path; None: no reranking.
     reranker: str | None = None
     candidates: int = 50
+    #: Timeline and change questions get dated passages in date order (False: as any question).
+    story: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -61,7 +66,7 @@ class RetrievalOptions:
             raise InvalidQueryError(f"now must be a datetime.date, got {self.now!r}")
         if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
             raise InvalidQueryError(f"reranker must be a model name or folder, got {self.reranker!r}")
-        for flag in ("merge_neighbours", "time_intent"):
+        for flag in ("merge_neighbours", "time_intent", "story"):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidQueryError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
@@ -79,22 +84,28 @@ class Retrieval:
     #: The language of the passage with that similarity (None: unknown): cross-lingual
     #: similarities run lower, so the relevance gate needs to know.
     best_language: str | None = None
+    #: The question asks for a timeline or what changed: ``hits`` are in date order.
+    story: StoryIntent | None = None
 
 
 def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: RetrievalOptions,
              query_language: str | None = None) -> Retrieval:
     filters = options.filters
     intent = None
+    now = options.now or _newest(snapshot) if options.time_intent or options.story else None
+    story = parse_story_intent(question, now) if options.story else None
     if options.time_intent:
-        now = options.now or _newest(snapshot)
         intent = parse_time_intent(question, now) if now else None
+        if intent and story and story.kind == CHANGE:
+            intent = None  # it compares the periods on either side of its date: no filter to one of them
         if intent and (intent.since or intent.until) and not (filters and (filters.since or filters.until)):
             filters = dataclasses.replace(filters or Filters(), since=intent.since, until=intent.until)
     allowed = snapshot.allowed(filters)
     n = max(options.candidates, 4 * options.k)
-    qvec = embedder.embed_query(question)
+    search = story.topic if story else question
+    qvec = embedder.embed_query(search)
     dense = snapshot.dense(qvec, n, allowed) if options.mode != "sparse" else []
-    sparse = snapshot.sparse.search(question, n, query_language, allowed) if options.mode != "dense" else []
+    sparse = snapshot.sparse.search(search, n, query_language, allowed) if options.mode != "dense" else []
     if options.mode == "dense":
         fused = dense
     elif options.mode == "sparse":
@@ -107,18 +118,20 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
     sims.update(snapshot.similarities(qvec, missing))
     hits = _attach_similarity(snapshot, fused, sims)
     if options.reranker:
-        hits = rerank(options.reranker, question, hits[: max(3 * options.k, 20)])
-    if intent and intent.recent:
-        now = options.now or _newest(snapshot)
+        hits = rerank(options.reranker, search, hits[: max(3 * options.k, 20)])
+    if intent and intent.recent and not story:
         if now:
             top = max((h.score for h in hits), default=1.0) or 1.0
             hits = sorted(hits, key=lambda h: -(h.score / top + 0.5 * recency_weight(h.published_at, now)))
-    hits = cap_per_article(hits, options.k, options.max_per_article)
+    if story:
+        hits = arrange(hits, story, options.k, options.max_per_article)
+    else:
+        hits = cap_per_article(hits, options.k, options.max_per_article)
     if options.merge_neighbours:
         hits = merge_neighbours(snapshot, hits)
     best = max((s for s in sims.values()), default=0.0)
     closest = max(hits, key=lambda h: h.similarity or 0.0, default=None)  # nearly always holds ``best``
-    return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None)
+    return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None, story)
 
 
 def _attach_similarity(snapshot: Snapshot, fused: list[tuple[int, float]], sims: dict[int, float]) -> list[Hit]:
