@@ -24,7 +24,7 @@ from rag.ingest.articles import detect_query_language
 from rag.news import Answer, Hit
 from rag.redact import register_secret, register_url_secrets
 from rag.retrieve import Retrieval
-from rag.retrieve.story import TIMELINE, StoryIntent, day, split
+from rag.retrieve.timeline import TIMELINE, TimelineIntent, day, split
 from rag.settings import DEFAULT_EMBED_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     story = retrieval.story
     mode = story.kind if story else ""
     if story and hits:
-        notes.append(story_note(story, hits))
+        notes.append(timeline_note(story, hits))
     name = generator.name if generator else backend
     cross = bool(retrieval.best_language and language and retrieval.best_language != language)
     if not hits or retrieval.best_similarity < _min_similarity(opts, settings, cross):
@@ -231,7 +231,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
 
 
 def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], language: str,
-             evidence: Evidence, compact: int, story: StoryIntent | None = None) -> GenerationRequest:
+             evidence: Evidence, compact: int, story: TimelineIntent | None = None) -> GenerationRequest:
     """What the generator is given: with ``compact`` > 0 tokens, only the passages
     that have sentences matching the question, shown as those sentences and their
     neighbours (renumbered 1..); else every passage, whole. A timeline keeps as many
@@ -246,7 +246,7 @@ def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], la
     return GenerationRequest(question, hits, history, language, evidence=evidence, story=story)
 
 
-def story_note(story: StoryIntent, hits: tuple[Hit, ...]) -> str:
+def timeline_note(story: TimelineIntent, hits: tuple[Hit, ...]) -> str:
     """What the CLI and UI say about a timeline or change answer's passages."""
     undated = sum(1 for h in hits if day(h) is None)
     tail = f" ({undated} undated, listed last)" if undated else ""

@@ -13,7 +13,7 @@ import pytest
 import rag
 from rag.generate.base import GenerationRequest
 from rag.generate.prompt import build_messages
-from rag.retrieve.story import CHANGE, TIMELINE, StoryIntent, parse_story_intent
+from rag.retrieve.timeline import CHANGE, TIMELINE, TimelineIntent, parse_timeline_intent
 
 from conftest import make_settings
 from fake_openai import FakeOpenAI
@@ -89,7 +89,7 @@ def ids(hits) -> list[str]:
     ("Verlauf der Koalitionsverhandlungen", "Koalitionsverhandlungen"),
 ])
 def test_timeline_questions_and_their_topic(question: str, topic: str) -> None:
-    intent = parse_story_intent(question, NOW)
+    intent = parse_timeline_intent(question, NOW)
     assert intent is not None and intent.kind == TIMELINE and intent.topic == topic
 
 
@@ -102,7 +102,7 @@ def test_timeline_questions_and_their_topic(question: str, topic: str) -> None:
     ("Was hat sich bei Facebook seit Montag geändert?", "Facebook", "2024-04-15"),
 ])
 def test_change_questions_and_their_pivot(question: str, topic: str | None, pivot: str) -> None:
-    intent = parse_story_intent(question, NOW)
+    intent = parse_timeline_intent(question, NOW)
     assert intent is not None and intent.kind == CHANGE and intent.pivot == pivot
     assert intent.topic == (topic or question)  # nothing left to search: the question itself
 
@@ -110,8 +110,8 @@ def test_change_questions_and_their_pivot(question: str, topic: str | None, pivo
 def test_a_comparison_of_named_dates_is_a_change_question() -> None:
     q = ("Did the Sporting News change its explanation of the 'over' after November 6, 2023, as compared to its "
          "earlier report on November 1, 2023?")
-    intent = parse_story_intent(q, NOW)
-    assert intent == StoryIntent(CHANGE, q, "2023-11-06", intent.phrase, ("2023-11-01", "2023-11-06"))
+    intent = parse_timeline_intent(q, NOW)
+    assert intent == TimelineIntent(CHANGE, q, "2023-11-06", intent.phrase, ("2023-11-01", "2023-11-06"))
 
 
 @pytest.mark.parametrize("question", [
@@ -125,7 +125,7 @@ def test_a_comparison_of_named_dates_is_a_change_question() -> None:
     "Did The Verge report on the trial on October 5, 2023?",  # one date, nothing compared
 ])
 def test_other_questions_are_no_story(question: str) -> None:
-    assert parse_story_intent(question, NOW) is None
+    assert parse_timeline_intent(question, NOW) is None
 
 
 # ---- retrieval on a real index

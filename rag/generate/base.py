@@ -9,7 +9,7 @@ from typing import Protocol
 
 from rag.evidence import Evidence
 from rag.news import Hit
-from rag.retrieve.story import StoryIntent
+from rag.retrieve.timeline import TimelineIntent
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class GenerationRequest:
     excerpts: tuple[str, ...] | None = None
     #: The passages' sentences, embedded once for this answer (shared with the citation check).
     evidence: Evidence | None = field(default=None, compare=False)
-    #: A timeline or change question: the passages are in date order (see rag.retrieve.story).
-    story: StoryIntent | None = None
+    #: A timeline or change question: the passages are in date order (see rag.retrieve.timeline).
+    story: TimelineIntent | None = None
 
     def source_text(self, n: int) -> str:
         """What the generator is shown of passage ``n``."""

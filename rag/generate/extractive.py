@@ -19,7 +19,7 @@ from rag.evidence import Evidence, about
 from rag.generate.base import REFUSAL, GenerationRequest
 from rag.generate.prompt import language_name
 from rag.names import Vectors, names_in, spelled_alike, translated, word_stems
-from rag.retrieve.story import TIMELINE, day
+from rag.retrieve.timeline import TIMELINE, day
 
 MAX_SENTENCES = 3
 #: Sentences scoring this far below the best one are left out.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from rag.generate.base import GenerationRequest
 from rag.news import Hit
-from rag.retrieve.story import TIMELINE, day, split
+from rag.retrieve.timeline import TIMELINE, day, split
 
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
                   "nl": "Dutch", "pt": "Portuguese", "pl": "Polish", "sv": "Swedish", "da": "Danish"}

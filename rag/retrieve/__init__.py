@@ -4,7 +4,7 @@ dense (FAISS) + sparse (BM25) -> weighted reciprocal rank fusion -> optional
 cross-encoder rerank -> date intent (filter or recency) -> per-article cap ->
 neighbouring chunks merged into one passage. Timeline and change questions
 ("How did X develop?", "What changed since Monday?") search their topic and get
-relevant dated passages in date order instead of the per-article cap (story.py)."""
+relevant dated passages in date order instead of the per-article cap (timeline.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rag.news import Filters, Hit
 from rag.retrieve.diversity import cap_per_article, merge_neighbours
 from rag.retrieve.fusion import fuse
 from rag.retrieve.rerank import rerank
-from rag.retrieve.story import CHANGE, StoryIntent, arrange, parse_story_intent
+from rag.retrieve.timeline import CHANGE, TimelineIntent, arrange, parse_timeline_intent
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.settings import RETRIEVAL_MODES, RetrievalMode
 from rag.store.generation import Snapshot
@@ -85,7 +85,7 @@ class Retrieval:
     #: similarities run lower, so the relevance gate needs to know.
     best_language: str | None = None
     #: The question asks for a timeline or what changed: ``hits`` are in date order.
-    story: StoryIntent | None = None
+    story: TimelineIntent | None = None
 
 
 def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: RetrievalOptions,
@@ -93,7 +93,7 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
     filters = options.filters
     intent = None
     now = options.now or _newest(snapshot) if options.time_intent or options.story else None
-    story = parse_story_intent(question, now) if options.story else None
+    story = parse_timeline_intent(question, now) if options.story else None
     if options.time_intent:
         intent = parse_time_intent(question, now) if now else None
         if intent and story and story.kind == CHANGE:

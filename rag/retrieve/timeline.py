@@ -61,7 +61,7 @@ _EXPLICIT_DATE = re.compile(rf"\b(?:\d{{1,2}}\.? (?:{_MONTH})\.?,? \d{{4}}|(?:{_
 
 
 @dataclass(frozen=True)
-class StoryIntent:
+class TimelineIntent:
     kind: str  # TIMELINE | CHANGE
     #: What to search: the question without the timeline words (the question itself when
     #: nothing is left, or for a comparison of named dates).
@@ -73,7 +73,7 @@ class StoryIntent:
     named: tuple[str, ...] = ()
 
 
-def parse_story_intent(question: str, now: date | None) -> StoryIntent | None:
+def parse_timeline_intent(question: str, now: date | None) -> TimelineIntent | None:
     """The timeline or change intent of ``question``, or None for any other question."""
     q = " ".join(question.split())
     low = q.lower()
@@ -83,18 +83,18 @@ def parse_story_intent(question: str, now: date | None) -> StoryIntent | None:
             pivot = _pivot(m.group("when"), now)
             if pivot is not None:
                 said = re.search(r"\b(?:since|seit) " + re.escape(m.group("when")), low)
-                return StoryIntent(CHANGE, _topic(q, m.start("topic"), m.end("topic")) or q, pivot,
+                return TimelineIntent(CHANGE, _topic(q, m.start("topic"), m.end("topic")) or q, pivot,
                                    said.group(0) if said else m.group("when"))
     for pattern in _TIMELINE:
         m = re.match(pattern, low)
         if m:
             topic = _topic(q, m.start("topic"), m.end("topic"))
             if topic and len(topic.split()) <= 12:
-                return StoryIntent(TIMELINE, topic, phrase=low[:m.start("topic")].strip() or "timeline")
+                return TimelineIntent(TIMELINE, topic, phrase=low[:m.start("topic")].strip() or "timeline")
     dates = sorted({d for d in (_explicit(x) for x in _EXPLICIT_DATE.findall(low)) if d})
     if len(dates) >= 2 and _COMPARES.search(low):
         named = tuple(d.isoformat() for d in dates)
-        return StoryIntent(CHANGE, q, named[-1], "reports of " + ", ".join(named), named)
+        return TimelineIntent(CHANGE, q, named[-1], "reports of " + ", ".join(named), named)
     return None
 
 
@@ -138,7 +138,7 @@ def day(hit: Hit) -> str | None:
         return None
 
 
-def arrange(hits: list[Hit], intent: StoryIntent, k: int, per_article: int | None) -> list[Hit]:
+def arrange(hits: list[Hit], intent: TimelineIntent, k: int, per_article: int | None) -> list[Hit]:
     """The passages of a story: the relevant ones (within STORY_MARGIN of the best similarity),
     at most ``per_article`` per article (1 for a timeline: one event each), dated before
     undated (and those of the days the question names first), the ``k`` most relevant, then
