@@ -131,6 +131,7 @@ class NewsIndex:
             raise InvalidQueryError("the query is empty")
         if not isinstance(k, int) or isinstance(k, bool):
             raise InvalidQueryError(f"k must be an integer, got {k!r}")
+        options.setdefault("group_stories", self.settings.group_stories)
         try:
             opts = RetrievalOptions(k=k, mode=mode, filters=Filters.parse(filters), **options)
         except TypeError as exc:

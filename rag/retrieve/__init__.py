@@ -1,8 +1,8 @@
 """From a question to the passages worth showing a generator.
 
 dense (FAISS) + sparse (BM25) -> weighted reciprocal rank fusion -> optional
-cross-encoder rerank -> date intent (filter or recency) -> per-article cap ->
-neighbouring chunks merged into one passage."""
+cross-encoder rerank -> date intent (filter or recency) -> one copy per story ->
+per-article cap -> neighbouring chunks merged into one passage."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rag.news import Filters, Hit
 from rag.retrieve.diversity import cap_per_article, merge_neighbours
 from rag.retrieve.fusion import fuse
 from rag.retrieve.rerank import rerank
+from rag.retrieve.stories import one_copy_per_story, with_copies
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.settings import RETRIEVAL_MODES, RetrievalMode
 from rag.store.generation import Snapshot
@@ -44,6 +45,8 @@ class RetrievalOptions:
     #: A sentence-transformers CrossEncoder name or path; None: no reranking.
     reranker: str | None = None
     candidates: int = 50
+    #: One passage per story (syndicated copies, rag.stories), naming the other copies' outlets.
+    group_stories: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -61,7 +64,7 @@ class RetrievalOptions:
             raise InvalidQueryError(f"now must be a datetime.date, got {self.now!r}")
         if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
             raise InvalidQueryError(f"reranker must be a model name or folder, got {self.reranker!r}")
-        for flag in ("merge_neighbours", "time_intent"):
+        for flag in ("merge_neighbours", "time_intent", "group_stories"):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidQueryError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
@@ -113,9 +116,13 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
         if now:
             top = max((h.score for h in hits), default=1.0) or 1.0
             hits = sorted(hits, key=lambda h: -(h.score / top + 0.5 * recency_weight(h.published_at, now)))
+    if options.group_stories:
+        hits = one_copy_per_story(hits)
     hits = cap_per_article(hits, options.k, options.max_per_article)
     if options.merge_neighbours:
         hits = merge_neighbours(snapshot, hits)
+    if options.group_stories:
+        hits = with_copies(snapshot, hits)
     best = max((s for s in sims.values()), default=0.0)
     closest = max(hits, key=lambda h: h.similarity or 0.0, default=None)  # nearly always holds ``best``
     return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None)
