@@ -19,7 +19,7 @@ same category, often the same day or event (MultiHop covers one event by several
    (MultiHop questions, 10kGNAD first sentences), with collapsing off (``group_stories=False``) and on.
 
     HF_HUB_OFFLINE=1 PYTHONPATH=$PWD .venv/bin/python benchmarks/syndication.py [--shared ../shared]
-        [--copy-rate 0.4] [--index-originals 160] [--rounds 3] [--queries 100] [--seed 7]
+        [--copy-rate 0.4] [--index-originals 60] [--rounds 2] [--queries 100] [--seed 7]
 """
 
 from __future__ import annotations
@@ -141,12 +141,44 @@ def corpus(shared: Path, copy_rate: float, seed: int) -> tuple[list[Doc], list[s
         if doc.text not in seen:
             seen.add(doc.text)
             originals.append(doc)
-    docs = list(originals)
+    docs = list(originals) + quoting(originals, rng)
     for doc in originals:
         if rng.random() < copy_rate:
-            docs += [syndicate(doc, n, rng) for n in range(1, rng.randint(1, 5) + 1)]
+            for n in range(1, rng.randint(1, 5) + 1):
+                copy = syndicate(doc, n, rng)
+                while copy.text in seen:  # byte-identical texts are refused at ingest: tell it apart
+                    copy = replace(copy, text=f"({copy.source}) — {copy.text}")
+                seen.add(copy.text)
+                docs.append(copy)
     rng.shuffle(docs)  # copies arrive before or after their original
     return docs, questions
+
+
+def quoting(originals: list[Doc], rng: random.Random) -> list[Doc]:
+    """Hard negatives of another kind: a short article of its own that quotes three sentences of a
+    long one of the same category (one in ten long German articles). Its own story, not a copy."""
+    by_category: dict[str, list[Doc]] = defaultdict(list)
+    for doc in originals:
+        by_category[doc.category].append(doc)
+    out, used = [], set()
+    for doc in originals:
+        sentences = re.split(r"(?<=[.!?])\s+", doc.text)
+        if doc.language != "de" or len(sentences) < 12 or rng.random() >= 0.1:
+            continue
+        # its own words: the opening of another article of the section (at most a third of that one)
+        others = [d for d in by_category[doc.category]
+                  if d is not doc and d.text.count(". ") >= 9 and d.id not in used]
+        if not others:
+            continue
+        other = rng.choice(others)
+        used.add(other.id)  # each opening once: two articles sharing it would share half their text
+        own = re.split(r"(?<=[.!?])\s+", other.text)[:3]
+        start = rng.randrange(2, len(sentences) - 3)
+        text = " ".join(own[:2] + ["Dazu heißt es:"] + sentences[start:start + 3] + own[2:])
+        quote_id = f"{doc.id}-quoted"
+        out.append(replace(doc, id=quote_id, title=f"Kommentar: {other.title}", text=text, source="Blog",
+                           origin=quote_id))
+    return out
 
 
 def pairwise(groups: list[Any], docs: list[Doc]) -> dict[str, float]:
@@ -167,13 +199,34 @@ def pairwise(groups: list[Any], docs: list[Doc]) -> dict[str, float]:
             "wrong_same_category": same_category, "wrong_pairs": len(wrong)}
 
 
+def margins(docs: list[Doc]) -> dict[str, float]:
+    """How far from the SAME_STORY bar: each copy's similarity to its original, and each story's most
+    similar other story (originals and quoting articles, all pairs)."""
+    import numpy as np
+
+    from rag.stories import NUM_PERM, signature
+
+    sigs = {d.id: signature(d.text) for d in docs}
+    copies = np.array([float(np.count_nonzero(sigs[d.id] == sigs[d.origin])) / NUM_PERM
+                       for d in docs if d.origin != d.id])
+    matrix = np.stack([sigs[d.id] for d in docs if d.origin == d.id])
+    nearest = np.zeros(len(matrix))
+    for i in range(len(matrix)):
+        same = np.count_nonzero(matrix == matrix[i], axis=1) / NUM_PERM
+        same[i] = 0.0
+        nearest[i] = same.max()
+    return {"copy_min": float(copies.min()), "copy_p1": float(np.percentile(copies, 1)),
+            "copy_median": float(np.median(copies)), "other_max": float(nearest.max()),
+            "other_p99": float(np.percentile(nearest, 99))}
+
+
 def quality(docs: list[Doc]) -> dict[str, float]:
     from rag.stories import group_texts
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     groups = group_texts([d.text for d in docs])
-    seconds = time.perf_counter() - start
-    return pairwise(groups, docs) | {"articles": len(docs), "seconds": seconds}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return pairwise(groups, docs) | {"articles": len(docs), "seconds": seconds, "cpu_seconds": cpu}
 
 
 def subset(docs: list[Doc], originals: int, seed: int) -> list[Doc]:
@@ -252,14 +305,16 @@ def top5(folder: Path, docs: list[Doc], questions: list[str], n_queries: int) ->
                            create=False)
     out: dict[str, float] = {"queries": len(queries), "stories": len(present)}
     for label, grouping in (("off", False), ("on", True)):
-        distinct, crowded, labelled = [], 0, 0
+        distinct, articles, crowded, labelled = [], [], 0, 0
         for q in queries:
             hits = index.retrieve(q, 5, group_stories=grouping).hits
             stories = [origin[h.article_id] for h in hits]
             distinct.append(len(set(stories)))
+            articles.append(len({h.article_id for h in hits}))
             crowded += len({h.article_id for h in hits}) > len(set(stories))  # two copies of one story shown
             labelled += sum(1 for h in hits if h.also_reported_by)
         out[f"distinct_{label}"] = statistics.fmean(distinct)
+        out[f"articles_{label}"] = statistics.fmean(articles)
         out[f"all5_distinct_{label}"] = sum(d == 5 for d in distinct) / len(distinct)
         out[f"crowded_{label}"] = crowded
         out[f"labelled_{label}"] = labelled
@@ -270,22 +325,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=SHARED, help="the folder holding datasets/ (default ../shared)")
     ap.add_argument("--copy-rate", type=float, default=0.4, help="share of originals given 1-5 copies")
-    ap.add_argument("--index-originals", type=int, default=160, help="stories in the real index (sections 2, 3)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved ingest rounds, grouping on and off")
+    ap.add_argument("--index-originals", type=int, default=60, help="stories in the real index (sections 2, 3)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved ingest rounds, grouping on and off")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    from rag.stories import SAME_STORY
     docs, questions = corpus(args.shared, args.copy_rate, args.seed)
     q = quality(docs)
     n_orig = sum(d.origin == d.id for d in docs)
-    print(f"Corpus: {n_orig} originals ({sum(d.origin == d.id and d.language == 'en' for d in docs)} MultiHop-RAG, "
-          f"{sum(d.origin == d.id and d.language == 'de' for d in docs)} 10kGNAD), {len(docs) - n_orig} syndicated "
-          f"copies, {len(docs)} articles")
+    n_quoting = sum(d.id.endswith("-quoted") for d in docs)
+    n_english = sum(d.origin == d.id and d.language == "en" for d in docs)
+    print(f"Corpus: {n_orig - n_quoting} originals ({n_english} MultiHop-RAG, "
+          f"{sum(d.origin == d.id and d.language == 'de' for d in docs) - n_quoting} 10kGNAD), "
+          f"{n_quoting} short articles quoting three sentences of another, {len(docs) - n_orig} syndicated copies, "
+          f"{len(docs)} articles")
     print("\n1. Grouping (rag.stories.group_texts, whole corpus)")
-    print("| articles | true pairs | grouped pairs | precision | recall | wrong pairs (same category) | seconds |")
+    print("| articles | true pairs | grouped pairs | precision | recall | wrong (same category) | seconds (CPU) |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {q['articles']} | {q['true_pairs']} | {q['predicted_pairs']} | {q['precision']:.4f} | {q['recall']:.4f} "
-          f"| {q['wrong_pairs']} ({q['wrong_same_category']}) | {q['seconds']:.1f} |")
+          f"| {q['wrong_pairs']} ({q['wrong_same_category']}) | {q['seconds']:.1f} ({q['cpu_seconds']:.1f}) |")
+
+    m = margins(docs)
+    print(f"\nEstimated Jaccard similarity (the bar is {SAME_STORY}): a copy to its original min {m['copy_min']:.2f}, "
+          f"1st percentile {m['copy_p1']:.2f}, median {m['copy_median']:.2f}; a story to its most similar other "
+          f"story max {m['other_max']:.2f}, 99th percentile {m['other_p99']:.2f}")
 
     part = subset(docs, args.index_originals, args.seed)
     print(f"\n2. Real index (default embedder): {len(part)} articles, "
@@ -317,11 +381,12 @@ def main() -> None:
               f"{same} | {pw['precision']:.4f} | {pw['recall']:.4f} |")
         t = top5(kept, part, questions, args.queries)
     print(f"\n3. Top 5 of NewsIndex.retrieve, {t['queries']} queries (MultiHop questions, 10kGNAD headlines)")
-    print("| collapsing | distinct stories in top 5 (mean) | queries with 5 distinct | "
+    print("| collapsing | distinct stories in top 5 (mean) | distinct articles | queries with 5 stories | "
           "queries where copies took slots | passages naming other copies |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for label in ("off", "on"):
-        print(f"| {label} | {t[f'distinct_{label}']:.2f} | {100 * t[f'all5_distinct_{label}']:.0f}% | "
+        print(f"| {label} | {t[f'distinct_{label}']:.2f} | {t[f'articles_{label}']:.2f} | "
+              f"{100 * t[f'all5_distinct_{label}']:.0f}% | "
               f"{t[f'crowded_{label}']} | {t[f'labelled_{label}']} |")
     print("\n" + machine_line(machine()))
 

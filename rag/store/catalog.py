@@ -221,11 +221,13 @@ class Catalog:
         """Insertion order of articles (a story is named after its earliest copy)."""
         return {r[0]: r[1] for r in self._query(f"SELECT id, rowid FROM articles WHERE id IN {_EACH}", _json(ids))}
 
-    def unsigned(self) -> list[tuple[str, str]]:
-        """(id, text) of the articles without a story signature (new, or from an older schema), in order."""
-        return [(r[0], r[1]) for r in self._query(
-            "SELECT a.id, a.text FROM articles a WHERE NOT EXISTS "
-            "(SELECT 1 FROM signatures s WHERE s.article_id = a.id) ORDER BY a.rowid")]
+    def unsigned(self) -> list[str]:
+        """The articles without a story signature (new, or from an older schema), in insertion order."""
+        return [r[0] for r in self._query("SELECT a.id FROM articles a WHERE NOT EXISTS "
+                                          "(SELECT 1 FROM signatures s WHERE s.article_id = a.id) ORDER BY a.rowid")]
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._query(f"SELECT id, text FROM articles WHERE id IN {_EACH}", _json(ids))}
 
     def signatures(self, ids: Iterable[str] | None = None) -> list[tuple[str, bytes]]:
         if ids is None:
@@ -239,9 +241,12 @@ class Catalog:
 
     def set_story(self, story_id: str, ids: Iterable[str] = (), stories: Iterable[str] = ()) -> None:
         """Put the articles ``ids`` and every article of the stories ``stories`` in story ``story_id``."""
-        with self._lock:
-            self._db.execute(f"UPDATE articles SET story_id = ? WHERE id IN {_EACH} OR story_id IN {_EACH}",
-                             (story_id, *_json(ids), *_json(stories)))
+        stories = list(stories)
+        with self._lock:  # two statements: "id IN ... OR story_id IN ..." would scan the whole table
+            self._db.execute(f"UPDATE articles SET story_id = ? WHERE id IN {_EACH}", (story_id, *_json(ids)))
+            if stories:
+                self._db.execute(f"UPDATE articles SET story_id = ? WHERE story_id IN {_EACH}",
+                                 (story_id, *_json(stories)))
 
     # ---- writing (only while the generation is private to its writer) ----
     def delete_articles(self, ids: Sequence[str]) -> None:

@@ -12,10 +12,15 @@ import logging
 import time
 from collections.abc import Collection
 
+import numpy as np
+
 from rag.stories import StoryLSH, components, from_blob, signature, to_blob
 from rag.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+#: Articles whose texts are read at once to sign them.
+SIGN_BATCH = 500
 
 
 def regroup(catalog: Catalog, lsh: StoryLSH | None, base_generation: int | None, removed: Collection[str],
@@ -26,8 +31,12 @@ def regroup(catalog: Catalog, lsh: StoryLSH | None, base_generation: int | None,
     Returns the LSH holding every article of the catalog, or None when there is none in step."""
     started = time.perf_counter()
     pending = catalog.unsigned()
-    sigs = {article_id: signature(text) for article_id, text in pending}
-    catalog.put_signatures([(article_id, to_blob(sig)) for article_id, sig in sigs.items()])
+    sigs: dict[str, np.ndarray] = {}
+    for start in range(0, len(pending), SIGN_BATCH):  # a whole older index's texts are not held at once
+        texts = catalog.texts(pending[start:start + SIGN_BATCH])
+        batch = {article_id: signature(texts[article_id]) for article_id in pending[start:start + SIGN_BATCH]}
+        catalog.put_signatures([(article_id, to_blob(sig)) for article_id, sig in batch.items()])
+        sigs.update(batch)
     _split(catalog, touched, set(sigs))
     in_step = lsh is not None and lsh.generation is not None and lsh.generation == base_generation
     if lsh is not None and in_step:
