@@ -20,9 +20,9 @@ from rag.ingest.articles import to_article
 from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
-from rag.stories import StoryLSH
 from rag.store.generation import GenerationWriter, Snapshot, write_errors
 from rag.store.lock import WriteLock, remove_if_only_lock
+from rag.stories import StoryLSH
 from rag.titles import with_derived_title
 
 log = logging.getLogger(__name__)

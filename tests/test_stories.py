@@ -238,3 +238,29 @@ def test_cli_search_and_json_show_the_other_copies(story_index_dir: Path) -> Non
     data = json.loads(asked.stdout)
     passage = next(p for p in data["passages"] if p["story_id"] == "pr-reuters")
     assert passage["copies"] == 3 and len(passage["also_reported_by"]) == 2
+
+
+def test_a_copy_that_changes_a_name_is_shown_beside_the_one_it_contradicts(tmp_path: Path, embedder) -> None:
+    rows = [json.loads(line) for line in (ROOT / "rag" / "sample" / "multihop-news-en.jsonl").open(encoding="utf-8")]
+    text = next(r["text"] for r in rows if r["title"].startswith("One year later, ChatGPT"))
+    fake = text.replace("DeepMind", "Anthropic").replace("Gemini", "Claude")  # RGB-style counterfactual
+    assert fake != text
+    folder = tmp_path / "index"
+    index = rag.open_index(folder, make_settings(folder))
+    index.add_articles([{"id": "orig", "text": text, "source": "TechCrunch", "language": "en"},
+                        {"id": "wire", "text": "By Kyle Wiggers (AP) — " + text, "source": "AP", "language": "en"},
+                        {"id": "fake", "text": fake, "source": "Hoax", "language": "en"}])
+    assert set(_stories(index).values()) == {"orig"}  # one story: the same text with two words changed
+    hits = index.retrieve("Which AI lab is expected to debut a next-gen chatbot before the end of the year?", k=5).hits
+    shown = {h.article_id for h in hits}
+    # The byline copy adds nothing and is folded into the other; the changed names are not hidden.
+    assert "fake" in shown and len(shown & {"orig", "wire"}) == 1
+    assert all(h.copies == 3 for h in hits)
+
+
+def test_facts_are_numbers_and_names_and_only_numbers_in_german() -> None:
+    from rag.retrieve.stories import facts
+
+    assert facts("Glendale, Arizona will host it for $1.39 billion in 2007.") >= {"Glendale", "Arizona", "1.39", "2007"}
+    assert "will" not in facts("Glendale will host it.")
+    assert facts("Der Gouverneur sprach von 72 Milliarden Dollar.", "de") == {"72"}

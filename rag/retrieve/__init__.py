@@ -117,7 +117,7 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
             top = max((h.score for h in hits), default=1.0) or 1.0
             hits = sorted(hits, key=lambda h: -(h.score / top + 0.5 * recency_weight(h.published_at, now)))
     if options.group_stories:
-        hits = one_copy_per_story(hits)
+        hits = one_copy_per_story(snapshot, hits)
     hits = cap_per_article(hits, options.k, options.max_per_article)
     if options.merge_neighbours:
         hits = merge_neighbours(snapshot, hits)

@@ -1,23 +1,52 @@
 """One passage per story: syndicated copies of one agency text (rag.stories) would otherwise
-fill every passage slot. The best-ranked copy stays; it carries the other copies' outlets."""
+fill every passage slot. The best-ranked copy stays; it carries the other copies' outlets.
+
+A lower-ranked copy that disagrees with the one shown on a fact stays too: when its passage names
+a number or a capitalised name the shown copy's text lacks, while the shown copy names one it
+lacks (a name or figure replaced, not a byline added or a paragraph cut), the generator sees
+both versions rather than whichever ranked first. German capitalises every noun, so there only
+numbers count (a changed name in a German copy is not noticed)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from rag.news import Hit
 from rag.store.generation import Snapshot
 
+#: Numbers ("1.39", "2017") and capitalised words ("Glendale", "Kerber"): what a changed fact changes.
+_FACT = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_][\w'’-]*")
+#: Languages that capitalise common nouns: only numbers are facts there.
+_NOUNS_CAPITALISED = {"de", "lb"}
 
-def one_copy_per_story(hits: list[Hit]) -> list[Hit]:
-    """Drop passages of an article whose story an earlier (better ranked) article already
-    stands for; passages of that article itself stay (the per-article cap applies to them)."""
-    shown: dict[str, str] = {}
+
+def facts(text: str, language: str | None = None) -> set[str]:
+    names = language not in _NOUNS_CAPITALISED
+    return {t for t in _FACT.findall(text) if t[0].isdigit() or (names and t[0].isupper())}
+
+
+def one_copy_per_story(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
+    """Drop passages of an article whose story an earlier (better ranked) article already stands
+    for, unless it disagrees with every such article on a fact; passages of a shown article stay
+    (the per-article cap applies to them)."""
+    shown: dict[str, list[str]] = {}
+    texts: dict[str, set[str]] = {}
+
+    def facts_of(article_id: str, language: str | None) -> set[str]:
+        if article_id not in texts:
+            texts[article_id] = facts(snapshot.catalog.texts([article_id]).get(article_id, ""), language)
+        return texts[article_id]
+
     out = []
     for hit in hits:
-        story = hit.story_id or hit.article_id
-        if shown.setdefault(story, hit.article_id) == hit.article_id:
-            out.append(hit)
+        kept = shown.setdefault(hit.story_id or hit.article_id, [hit.article_id])
+        if hit.article_id not in kept:
+            said, lang = facts(hit.text, hit.language), hit.language
+            if not all(said - facts_of(k, lang) and facts_of(k, lang) - facts_of(hit.article_id, lang) for k in kept):
+                continue
+            kept.append(hit.article_id)
+        out.append(hit)
     return out
 
 

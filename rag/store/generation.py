@@ -23,11 +23,11 @@ import numpy as np
 from rag.errors import IndexCorruptError, IndexWriteError
 from rag.news import Article, Chunk, Filters
 from rag.store import vectors as vec
-from rag.stories import StoryLSH
 from rag.store.catalog import Catalog
 from rag.store.grouping import regroup
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
 from rag.store.sparse import SPARSE_DIR, TOKENIZER_VERSION, SparseIndex
+from rag.stories import StoryLSH
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Collection
 
 import numpy as np
 
-from rag.stories import StoryLSH, components, from_blob, signature, to_blob
 from rag.store.catalog import Catalog
+from rag.stories import StoryLSH, components, from_blob, signature, to_blob
 
 log = logging.getLogger(__name__)
 
