@@ -264,3 +264,12 @@ def test_facts_are_numbers_and_names_and_only_numbers_in_german() -> None:
     assert facts("Glendale, Arizona will host it for $1.39 billion in 2007.") >= {"Glendale", "Arizona", "1.39", "2007"}
     assert "will" not in facts("Glendale will host it.")
     assert facts("Der Gouverneur sprach von 72 Milliarden Dollar.", "de") == {"72"}
+
+
+def test_the_same_place_in_another_copy_is_found_by_shared_word_triples() -> None:
+    from rag.retrieve.stories import same_place
+
+    text = "Opening words here. DeepMind, Google's premier lab, will debut a chatbot, Gemini, soon. Last words."
+    assert same_place(text, "Anthropic, Google's premier lab, will debut") == \
+        "words here. DeepMind, Google's premier lab, will debut a chatbot, Gemini"
+    assert same_place(text, "nothing in common at all") == ""

@@ -2,9 +2,10 @@
 fill every passage slot. The best-ranked copy stays; it carries the other copies' outlets.
 
 A lower-ranked copy that disagrees with the one shown on a fact stays too: when its passage names
-a number or a capitalised name the shown copy's text lacks, while the shown copy names one it
-lacks (a name or figure replaced, not a byline added or a paragraph cut), the generator sees
-both versions rather than whichever ranked first. German capitalises every noun, so there only
+a number or a capitalised name the shown copy's text lacks, while the shown copy's text at the
+same place (the span sharing the passage's word triples) names one the copy lacks (a name or
+figure replaced, not a byline added or a last paragraph cut), the generator sees both versions
+rather than whichever ranked first. German capitalises every noun, so there only
 numbers count (a changed name in a German copy is not noticed)."""
 
 from __future__ import annotations
@@ -31,23 +32,41 @@ def one_copy_per_story(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
     for, unless it disagrees with every such article on a fact; passages of a shown article stay
     (the per-article cap applies to them)."""
     shown: dict[str, list[str]] = {}
-    texts: dict[str, set[str]] = {}
+    texts: dict[str, str] = {}
 
-    def facts_of(article_id: str, language: str | None) -> set[str]:
+    def text_of(article_id: str) -> str:
         if article_id not in texts:
-            texts[article_id] = facts(snapshot.catalog.texts([article_id]).get(article_id, ""), language)
+            texts[article_id] = snapshot.catalog.texts([article_id]).get(article_id, "")
         return texts[article_id]
+
+    def contradicts(hit: Hit, kept: str) -> bool:
+        lang = hit.language
+        said = facts(hit.text, lang) - facts(text_of(kept), lang)
+        return bool(said and facts(same_place(text_of(kept), hit.text), lang) - facts(text_of(hit.article_id), lang))
 
     out = []
     for hit in hits:
         kept = shown.setdefault(hit.story_id or hit.article_id, [hit.article_id])
         if hit.article_id not in kept:
-            said, lang = facts(hit.text, hit.language), hit.language
-            if not all(said - facts_of(k, lang) and facts_of(k, lang) - facts_of(hit.article_id, lang) for k in kept):
+            if not all(contradicts(hit, k) for k in kept):
                 continue
             kept.append(hit.article_id)
         out.append(hit)
     return out
+
+
+def same_place(text: str, passage: str) -> str:
+    """The span of ``text`` from the first to the last word triple it shares with ``passage``, and
+    three words either side (a word replaced at the edge of the passage breaks the triples there)."""
+    def triples(words: list[str]) -> list[str]:
+        return [" ".join(words[i:i + 3]) for i in range(len(words) - 2)]
+
+    wanted = set(triples(re.findall(r"\w+", passage.lower())))
+    spans = list(re.finditer(r"\w+", text))
+    found = [i for i, t in enumerate(triples([m.group().lower() for m in spans])) if t in wanted]
+    if not found:
+        return ""
+    return text[spans[max(0, found[0] - 3)].start():spans[min(len(spans) - 1, found[-1] + 5)].end()]
 
 
 def with_copies(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
