@@ -273,3 +273,19 @@ def test_the_same_place_in_another_copy_is_found_by_shared_word_triples() -> Non
     assert same_place(text, "Anthropic, Google's premier lab, will debut") == \
         "words here. DeepMind, Google's premier lab, will debut a chatbot, Gemini"
     assert same_place(text, "nothing in common at all") == ""
+
+
+@pytest.mark.parametrize("text", ["By Jane Miller (AP) — Facebook has", "(AP) — Facebook has",
+                                  "WASHINGTON (Reuters) - Facebook has", "By Staff Writer\n\nFacebook has",
+                                  "Von Anna Huber — Facebook has", "(Presse) — NEW YORK — Facebook has"])
+def test_a_copys_own_byline_and_dateline_are_not_its_story(text: str) -> None:
+    from rag.titles import lead_end
+
+    assert text[lead_end(text):] == "Facebook has"
+
+
+def test_a_leading_name_is_part_of_the_story() -> None:
+    from rag.titles import lead_end
+
+    for text in ("Glendale, Arizona will host it.", "Von der Leyen reist nach Kiew.", "Tampa (Florida) will host"):
+        assert lead_end(text) == 0

@@ -4,9 +4,9 @@ fill every passage slot. The best-ranked copy stays; it carries the other copies
 A lower-ranked copy that disagrees with the one shown on a fact stays too: when its passage names
 a number or a capitalised name the shown copy's text lacks, while the shown copy's text at the
 same place (the span sharing the passage's word triples) names one the copy lacks (a name or
-figure replaced, not a byline added or a last paragraph cut), the generator sees both versions
-rather than whichever ranked first. German capitalises every noun, so there only
-numbers count (a changed name in a German copy is not noticed)."""
+figure replaced, not a byline added or a last paragraph cut; each copy's own byline and dateline
+are left out), the generator sees both versions rather than whichever ranked first. German
+capitalises every noun, so there only numbers count (a changed name in a German copy is not noticed)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import re
 
 from rag.news import Hit
 from rag.store.generation import Snapshot
+from rag.titles import lead_end
 
 #: Numbers ("1.39", "2017") and capitalised words ("Glendale", "Kerber"): what a changed fact changes.
 _FACT = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_][\w'’-]*")
@@ -40,9 +41,11 @@ def one_copy_per_story(snapshot: Snapshot, hits: list[Hit]) -> list[Hit]:
         return texts[article_id]
 
     def contradicts(hit: Hit, kept: str) -> bool:
-        lang = hit.language
-        said = facts(hit.text, lang) - facts(text_of(kept), lang)
-        return bool(said and facts(same_place(text_of(kept), hit.text), lang) - facts(text_of(hit.article_id), lang))
+        # Each outlet's byline and dateline ("By Jane Doe (AP) —", "NEW YORK —") are its own, not facts.
+        lang, own, other = hit.language, text_of(hit.article_id), text_of(kept)
+        passage = hit.text[max(0, lead_end(own) - hit.start):]
+        said = facts(passage, lang) - facts(other, lang)
+        return bool(said and facts(same_place(other[lead_end(other):], passage), lang) - facts(own, lang))
 
     out = []
     for hit in hits:
