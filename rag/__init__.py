@@ -15,8 +15,9 @@ from rag.errors import (ArticleNotFoundError, ConfigError, EmbeddingModelError, 
 from rag.answer import answer, answer_stream
 from rag.generate import GeneratorStatus, generator_status
 from rag.index import NewsIndex, open_index
-from rag.news import (Answer, Article, ArticleRef, ArticleSummary, Chunk, Citation, DeleteReport, Duplicate, Failure,
-                      Filters, Hit, IndexStats, IngestReport, Unsupported, also_reported)
+from rag.news import (Answer, Article, ArticleSummary, Chunk, Citation, DeleteReport, Duplicate, Failure, Filters, Hit,
+                      IndexStats, IngestReport, Unsupported)
+from rag.news import ArticleRef, also_reported
 from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, GeneratorName, RetrievalMode, Settings
 
 __version__ = "0.1.0"
@@ -29,11 +30,12 @@ def sample_articles() -> list[Path]:
 
 
 __all__ = [
-    "Answer", "ArticleRef", "Citation", "also_reported", "GenerationError", "GeneratorStatus", "Unsupported",
-    "answer", "answer_stream", "generator_status", "Article", "ArticleNotFoundError", "ArticleSummary", "Chunk",
-    "ConfigError", "DeleteReport", "Duplicate", "EmbeddingModelError", "Failure", "Filters", "Hit",
-    "IndexCorruptError", "IndexStats", "IndexFolderError", "IndexLockedError", "IndexNotFoundError",
-    "IndexWriteError", "IngestReport", "InvalidFilterError", "InvalidQueryError", "ModelMismatchError", "NewsIndex",
-    "RagError", "Settings", "GENERATOR_NAMES", "RETRIEVAL_MODES", "GeneratorName", "RetrievalMode", "open_index",
+    "Answer", "Citation", "GenerationError", "GeneratorStatus", "Unsupported", "answer", "answer_stream",
+    "generator_status", "Article", "ArticleNotFoundError", "ArticleSummary", "Chunk", "ConfigError",
+    "DeleteReport", "Duplicate", "EmbeddingModelError", "Failure", "Filters", "Hit", "IndexCorruptError",
+    "IndexStats", "IndexFolderError", "IndexLockedError", "IndexNotFoundError", "IndexWriteError",
+    "IngestReport", "InvalidFilterError", "InvalidQueryError", "ModelMismatchError", "NewsIndex", "RagError",
+    "Settings", "GENERATOR_NAMES", "RETRIEVAL_MODES", "GeneratorName", "RetrievalMode", "open_index",
     "sample_articles", "__version__",
+    "ArticleRef", "also_reported",
 ]
