@@ -7,7 +7,7 @@ evaluation corpus `rag eval` builds (one document per evidence url, its gold fac
 built once into ~/.cache/rag/eval). Each question is retrieved as ``answer()`` retrieves it
 (k=10: per-article cap, neighbours merged, dates in the question applied):
 
-- before: ``story=False``, the behaviour before timelines (a date named in the question
+- before: ``timeline=False``, the behaviour before timelines (a date named in the question
   becomes a filter to that day or month);
 - after: the default, timeline and change questions get dated passages in date order
   (a change question comparing named dates is not filtered to one of them).
@@ -61,13 +61,13 @@ def retrieval(idx: Any, questions: list[Any]) -> dict[str, Any]:
             if name == "raw search":
                 hits = idx.search(q.text, k=K)
             else:
-                got = idx.retrieve(q.text, k=K, story=name == "after")
+                got = idx.retrieve(q.text, k=K, timeline=name == "after")
                 hits = list(got.hits)
                 if got.time_intent and (got.time_intent.since or got.time_intent.until):
                     counts[f"filtered {name}"] += 1
-                if got.story:
+                if got.timeline:
                     counts["story"] += 1
-                    counts[got.story.kind] += 1
+                    counts[got.timeline.kind] += 1
             texts = [h.text for h in hits]
             scores = score_retrieval(texts, q.facts, K)
             runs[name]["hits@10"].append(scores["hits@10"])
@@ -86,7 +86,7 @@ def answers(idx: Any, questions: list[Any], generator: str, verbose: bool) -> di
         # alternate which runs first, so a slower moment of the shared machine hits both alike
         for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
             start = time.perf_counter()
-            a = rag.answer(q.text, idx, k=5, generator=generator, story=name == "after")
+            a = rag.answer(q.text, idx, k=5, generator=generator, timeline=name == "after")
             refused, correct = judge(a, q)
             seconds = time.perf_counter() - start
             rows[name].append({"id": q.id, "correct": correct, "refused": refused, "seconds": seconds,

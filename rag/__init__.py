@@ -17,6 +17,7 @@ from rag.generate import GeneratorStatus, generator_status
 from rag.index import NewsIndex, open_index
 from rag.news import (Answer, Article, ArticleSummary, Chunk, Citation, DeleteReport, Duplicate, Failure, Filters, Hit,
                       IndexStats, IngestReport, Unsupported)
+from rag.news import ArticleRef, also_reported
 from rag.settings import GENERATOR_NAMES, RETRIEVAL_MODES, GeneratorName, RetrievalMode, Settings
 
 __version__ = "0.1.0"
@@ -36,4 +37,5 @@ __all__ = [
     "IngestReport", "InvalidFilterError", "InvalidQueryError", "ModelMismatchError", "NewsIndex", "RagError",
     "Settings", "GENERATOR_NAMES", "RETRIEVAL_MODES", "GeneratorName", "RetrievalMode", "open_index",
     "sample_articles", "__version__",
+    "ArticleRef", "also_reported",
 ]

@@ -165,10 +165,10 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
         notes.append(f"searched articles from {retrieval.time_intent.since or 'the start'} to "
                      f"{retrieval.time_intent.until or 'now'} ('{retrieval.time_intent.phrase}')")
     hits = retrieval.hits
-    story = retrieval.story
-    mode = story.kind if story else ""
-    if story and hits:
-        notes.append(timeline_note(story, hits))
+    timeline = retrieval.timeline
+    mode = timeline.kind if timeline else ""
+    if timeline and hits:
+        notes.append(timeline_note(timeline, hits))
     name = generator.name if generator else backend
     cross = bool(retrieval.best_language and language and retrieval.best_language != language)
     if not hits or retrieval.best_similarity < _min_similarity(opts, settings, cross):
@@ -191,7 +191,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
     # Quotes are chosen for what was asked; the words of an earlier question that a
     # follow-up was searched with (no LLM to rewrite it) would pull in other names.
     request = _request(question if extractive else query, hits, history, language, evidence,
-                       compact=0 if extractive else settings.context_tokens, story=story)
+                       compact=0 if extractive else settings.context_tokens, timeline=timeline)
     shown = request.passages + tuple(h for h in hits if h not in request.passages)
     pieces: list[str] = []
     error, failure = None, ""
@@ -207,7 +207,7 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
             notes.append(f"the local model failed ({exc}); the sources are quoted instead")
             generator = ExtractiveGenerator(idx.embedder)
             request = _request(question, hits, history, language, Evidence(hits, idx.embedder), compact=0,
-                               story=story)
+                               timeline=timeline)
             shown = hits
             pieces = list(generator.generate(request, stream=stream))
             if stream:
@@ -231,29 +231,29 @@ def _answer(idx: NewsIndex, question: str, history: tuple[Turn, ...], opts: Answ
 
 
 def _request(question: str, hits: tuple[Hit, ...], history: tuple[Turn, ...], language: str,
-             evidence: Evidence, compact: int, story: TimelineIntent | None = None) -> GenerationRequest:
+             evidence: Evidence, compact: int, timeline: TimelineIntent | None = None) -> GenerationRequest:
     """What the generator is given: with ``compact`` > 0 tokens, only the passages
     that have sentences matching the question, shown as those sentences and their
     neighbours (renumbered 1..); else every passage, whole. A timeline keeps as many
     events as fit: each passage's sentences about the topic, without neighbours."""
     if compact > 0:
-        excerpts = (evidence.excerpts(story.topic, compact, neighbours=0, margin=1.0) if story
+        excerpts = (evidence.excerpts(timeline.topic, compact, neighbours=0, margin=1.0) if timeline
                     else evidence.excerpts(question, compact))
         if excerpts:
             order = [e.n for e in excerpts]  # passage order: a timeline stays in date order
             return GenerationRequest(question, tuple(hits[n - 1] for n in order), history, language,
-                                     tuple(e.text for e in excerpts), evidence.subset(order), story)
-    return GenerationRequest(question, hits, history, language, evidence=evidence, story=story)
+                                     tuple(e.text for e in excerpts), evidence.subset(order), timeline)
+    return GenerationRequest(question, hits, history, language, evidence=evidence, timeline=timeline)
 
 
-def timeline_note(story: TimelineIntent, hits: tuple[Hit, ...]) -> str:
+def timeline_note(timeline: TimelineIntent, hits: tuple[Hit, ...]) -> str:
     """What the CLI and UI say about a timeline or change answer's passages."""
     undated = sum(1 for h in hits if day(h) is None)
     tail = f" ({undated} undated, listed last)" if undated else ""
-    if story.kind == TIMELINE:
+    if timeline.kind == TIMELINE:
         return f"Timeline of {len(hits) - undated} dated passages in date order{tail}"
-    before = split(hits, story.pivot)
-    return (f"What changed since {story.pivot}: {before} passages from before, {len(hits) - undated - before} "
+    before = split(hits, timeline.pivot)
+    return (f"What changed since {timeline.pivot}: {before} passages from before, {len(hits) - undated - before} "
             f"since, each in date order{tail}")
 
 

@@ -154,7 +154,8 @@ def check(text: str, evidence: Evidence, fixed: Sequence[str] = ()) -> CheckedAn
         else:
             quote, start, end = support.sentence.text, support.sentence.start, support.sentence.end
         citations.append(Citation(n, hit.article_id, hit.chunk_id, hit.title, hit.url, hit.source,
-                                  hit.published_at, quote, start, end, hit.title_derived))
+                                  hit.published_at, quote, start, end, hit.title_derived, hit.story_id,
+                                  hit.also_reported_by, hit.copies))
     return CheckedAnswer(final, tuple(citations), tuple(unsupported), tuple(dict.fromkeys(notes)))
 
 

@@ -124,6 +124,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"{n}. [{hit.score:.3f}] {_shown_title(hit.title, hit.title_derived, hit.article_id)}"
               + (f"  ({meta})" if meta else ""))
         print(f"   {safe(hit.chunk_id)}  chars {hit.start}-{hit.end}" + (f"  {safe(hit.url)}" if hit.url else ""))
+        if copies := rag.also_reported(hit.also_reported_by, hit.copies):
+            print(f"   {safe(copies)}")
         body = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
         print(textwrap.indent(textwrap.fill(safe(" ".join(body.split())), 100), "   "))
     return EXIT_OK
@@ -231,6 +233,8 @@ def _print_sources(answer: rag.Answer) -> None:
         meta = ", ".join(safe(x) for x in (c.source, (c.published_at or "")[:10]) if x)
         print(f"[{c.n}] {_shown_title(c.title, c.title_derived, c.article_id)}" + (f" ({meta})" if meta else "")
               + (f" {safe(c.url)}" if c.url else ""))
+        if copies := rag.also_reported(c.also_reported_by, c.copies):
+            print(f"    {safe(copies)}")
         print(textwrap.indent(textwrap.fill(safe(f"«{' '.join(c.quote.split())}»"), 100), "    "))
     for u in answer.unsupported:
         print(f"! unsupported: {safe(u.sentence)} ({safe(u.reason)})", file=sys.stderr)

@@ -123,7 +123,7 @@ class NewsIndex:
         search returns raw chunks (no per-article cap, no merging, no dates
         read from the query, no timeline ordering)."""
         defaults: dict[str, Any] = {"max_per_article": None, "merge_neighbours": False, "time_intent": False,
-                                    "story": False}
+                                    "timeline": False}
         return list(self.retrieve(query, k, filters, mode=mode, **(defaults | options)).hits)
 
     def retrieve(self, query: str, k: int = 5, filters: Filters | dict[str, Any] | None = None, *,
@@ -134,6 +134,7 @@ class NewsIndex:
             raise InvalidQueryError("the query is empty")
         if not isinstance(k, int) or isinstance(k, bool):
             raise InvalidQueryError(f"k must be an integer, got {k!r}")
+        options.setdefault("group_stories", self.settings.group_stories)
         try:
             opts = RetrievalOptions(k=k, mode=mode, filters=Filters.parse(filters), **options)
         except TypeError as exc:

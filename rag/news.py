@@ -125,6 +125,21 @@ def _from_fields(cls: type[Any], data: Mapping[str, Any], **given: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class ArticleRef:
+    """Another copy of a story: enough to name it (its outlet, else its title) and link it."""
+
+    id: str
+    title: str | None = None
+    source: str | None = None
+    url: str | None = None
+    published_at: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source or self.title or self.id
+
+
+@dataclass(frozen=True)
 class Hit:
     """One retrieved passage with the metadata needed to cite it."""
 
@@ -143,6 +158,12 @@ class Hit:
     similarity: float | None = None
     #: ``title`` is the article's first sentence (it had none), not a headline.
     title_derived: bool = False
+    #: The story this article is a copy of (rag.stories; None: an index without stories).
+    story_id: str | None = None
+    #: The outlets (else titles) of the story's other copies, which retrieval left out for this one.
+    also_reported_by: tuple[str, ...] = ()
+    #: Articles in the story, this one included.
+    copies: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,6 +172,16 @@ class Hit:
     def from_dict(cls, data: Mapping[str, Any]) -> Hit:
         """The inverse of ``to_dict`` (an answer's passages also carry ``n``, ignored here)."""
         return _from_fields(cls, data)
+
+
+def also_reported(also_reported_by: tuple[str, ...], copies: int, most: int = 5) -> str:
+    """How a passage names its story's other copies: "also reported by: A, B (3 copies)"; ""
+    when the story has one copy. Names past ``most`` are counted, not listed."""
+    if copies < 2:
+        return ""
+    names = ", ".join(also_reported_by[:most]) + (f" and {len(also_reported_by) - most} more"
+                                                  if len(also_reported_by) > most else "")
+    return f"also reported by: {names} ({copies} copies)" if names else f"{copies} copies of this story"
 
 
 @dataclass(frozen=True)
@@ -234,6 +265,10 @@ class Citation:
     start: int
     end: int
     title_derived: bool = False  # ``title`` is the article's first sentence, not a headline
+    #: As on Hit: the story, the outlets of its other copies, and how many copies it has.
+    story_id: str | None = None
+    also_reported_by: tuple[str, ...] = ()
+    copies: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,6 +22,7 @@ from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
 from rag.store.generation import GenerationWriter, Snapshot, write_errors
 from rag.store.lock import WriteLock, remove_if_only_lock
+from rag.stories import StoryLSH
 from rag.titles import with_derived_title
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class Ingest:
         self._snapshot = snapshot
         self._embedder = embedder
         self._progress = progress
+        #: The story LSH, built from the catalog by the first batch and reused by the next ones.
+        self._stories: StoryLSH | None = None
 
     def run(self, records: Iterator[Record | Failure], report: ReportBuilder) -> None:
         """Clean, plan and write every record; failures go to the report, never raise
@@ -160,7 +163,7 @@ class Ingest:
         vectors = self.embed(todo.todo, chunks, embedder)
         s = self.settings
         with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
-                              s.exact_search_limit) as writer:
+                              s.exact_search_limit, self._stories) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
             offset = 0
@@ -169,6 +172,7 @@ class Ingest:
                 offset += len(article_chunks)
             self._report("writing", 0, 1)
             writer.publish()
+            self._stories = writer.stories
             self._report("writing", 1, 1)
         self._snapshot()
         report.planned(todo, sum(len(c) for c in chunks))

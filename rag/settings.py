@@ -159,6 +159,9 @@ class Settings:
     commit_every: int = env("RAG_COMMIT_EVERY", 1000, int)
     #: Seconds a writer waits for another writer's lock.
     lock_timeout: float = env("RAG_LOCK_TIMEOUT", 0.0, float)
+    #: Show one passage per story: syndicated copies of one text (grouped at ingest) are collapsed
+    #: into the best-ranked one, which names the other copies' outlets.
+    group_stories: bool = env("RAG_GROUP_STORIES", True, _bool)
     #: Show progress bars (None: when stderr is a terminal).
     progress: bool | None = env("RAG_PROGRESS", None, _bool)
 

@@ -26,6 +26,29 @@ _BYLINE = re.compile(rf"^(?:[Vv]on|[Bb]y|VON|BY)\s+{_NAME}(?:\s+{_NAME}){{0,3}}"
                      rf"(?:\s+(?:und|and|&)\s+{_NAME}(?:\s+{_NAME}){{0,3}})?$")
 
 
+# Where a copy's own furniture ends: a byline line, then "By Jane Doe (AP) —", "(AP) —",
+# "Von Anna Huber — ", "NEW YORK — ": what outlets add in front of the same agency text.
+_LEAD = re.compile(rf"^(?:(?:[^()\s][^()]{{0,60}}?\s*)?\([^()]{{1,30}}\)\s*[-–—:]"
+                   rf"|[A-ZÄÖÜ][A-ZÄÖÜ .,'/]{{2,40}}?\s*[-–—]"
+                   rf"|(?:[Vv]on|[Bb]y)\s+{_NAME}(?:\s+{_NAME}){{0,3}}\s*[-–—:])\s+")
+
+
+def lead_end(text: str) -> int:
+    """Where the story itself starts: after the byline lines and datelines at the very start (0: none)."""
+    pos = 0
+    for _ in range(3):  # "(Reuters) — By Staff Writer\n\nNEW YORK — ...": a republished republication
+        start = pos
+        first, newline, _rest = text[pos:].partition("\n")
+        if newline and _BYLINE.match(first.strip()):
+            pos += len(first) + 1
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+        found = _LEAD.match(text[pos:])
+        pos += found.end() if found else 0
+        if pos == start:
+            break
+    return pos
+
+
 def derive_title(text: str) -> str:
     """The first sentence of ``text`` that is more than a byline, without a dateline, whitespace
     collapsed and cut on a word boundary near ``TITLE_CHARS`` with "…". Never empty for a text

@@ -13,7 +13,7 @@ LAYERS: list[set[str]] = [
     {"settings", "news"},
     {"ingest", "names"},
     {"chunk"},
-    {"titles"},
+    {"titles", "stories"},
     {"embed"},
     {"store"},
     {"pipeline", "retrieve"},

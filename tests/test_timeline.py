@@ -133,17 +133,17 @@ def test_other_questions_are_no_story(question: str) -> None:
 
 def test_timeline_returns_the_story_in_date_order_undated_last(bridge: rag.NewsIndex) -> None:
     got = bridge.retrieve(TIMELINE_Q, k=8)
-    assert got.story is not None and got.story.kind == TIMELINE and got.story.topic == "Harbor Bridge closure"
+    assert got.timeline is not None and got.timeline.kind == TIMELINE and got.timeline.topic == "Harbor Bridge closure"
     assert ids(got.hits)[:5] == DATED  # every event, oldest first, one passage each
     assert ids(got.hits)[5:] == ["bridge-undated"]  # relevant but undated: last
     assert "football" not in ids(got.hits) and "bakery" not in ids(got.hits)
-    plain = bridge.retrieve(TIMELINE_Q, k=8, story=False)
-    assert plain.story is None and ids(plain.hits) != ids(got.hits)  # by relevance, not by date
+    plain = bridge.retrieve(TIMELINE_Q, k=8, timeline=False)
+    assert plain.timeline is None and ids(plain.hits) != ids(got.hits)  # by relevance, not by date
 
 
 def test_change_question_splits_before_and_since(bridge: rag.NewsIndex) -> None:
     got = bridge.retrieve(CHANGE_Q, k=6)
-    assert got.story is not None and got.story.kind == CHANGE and got.story.pivot == "2024-03-15"
+    assert got.timeline is not None and got.timeline.kind == CHANGE and got.timeline.pivot == "2024-03-15"
     assert got.time_intent is None  # not filtered to "March 15": both sides of it are shown
     dated = [h for h in got.hits if h.published_at]
     before = [h.article_id for h in dated if h.published_at[:10] < "2024-03-15"]
@@ -206,9 +206,9 @@ def test_openai_path_sends_the_timeline_instruction(bridge_dir: Path) -> None:
 
 def test_change_prompt_names_the_groups(bridge: rag.NewsIndex) -> None:
     got = bridge.retrieve(CHANGE_Q, k=6)
-    user = build_messages(GenerationRequest(CHANGE_Q, got.hits, language="en", story=got.story))[-1]["content"]
+    user = build_messages(GenerationRequest(CHANGE_Q, got.hits, language="en", timeline=got.timeline))[-1]["content"]
     assert ("Sources 1-2 are from before 2024-03-15, sources 3-5 from 2024-03-15 on. Say what is new since "
             "2024-03-15 compared with what came before.") in user
     only_since = tuple(h for h in got.hits if (h.published_at or "") >= "2024-03-15")
-    user = build_messages(GenerationRequest(CHANGE_Q, only_since, language="en", story=got.story))[-1]["content"]
+    user = build_messages(GenerationRequest(CHANGE_Q, only_since, language="en", timeline=got.timeline))[-1]["content"]
     assert "No source is from before 2024-03-15" in user

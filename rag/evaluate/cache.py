@@ -30,7 +30,7 @@ MARKER = "eval-corpus.json"
 FORMAT = 1
 #: The code that decides what an index holds (chunking, cleaning, vectors, file
 #: format): an edit there makes cached evaluation indexes stale.
-INDEX_CODE = ("chunk.py", "index.py", "ingest", "store", "embed")
+INDEX_CODE = ("chunk.py", "index.py", "ingest", "store", "embed", "stories.py")
 #: The settings that change what an index holds.
 INDEX_SETTINGS = ("embed_model", "embed_backend", "query_prefix", "passage_prefix", "chunk_tokens",
                   "chunk_overlap", "exact_search_limit", "languages", "onnx_precision")

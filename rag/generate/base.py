@@ -30,7 +30,7 @@ class GenerationRequest:
     #: The passages' sentences, embedded once for this answer (shared with the citation check).
     evidence: Evidence | None = field(default=None, compare=False)
     #: A timeline or change question: the passages are in date order (see rag.retrieve.timeline).
-    story: TimelineIntent | None = None
+    timeline: TimelineIntent | None = None
 
     def source_text(self, n: int) -> str:
         """What the generator is shown of passage ``n``."""

@@ -131,8 +131,8 @@ class ExtractiveGenerator:
         """For a timeline or change question: each passage about its topic (in the date order
         retrieval gave) as its date, publisher and best sentence; a change question's passages
         under "Before <date>:" and "Since <date>:". None when no passage is about the topic."""
-        assert request.story is not None
-        topic = dataclasses.replace(request, question=request.story.topic)
+        assert request.timeline is not None
+        topic = dataclasses.replace(request, question=request.timeline.topic)
         about = self.about_the_question(topic)
         best: dict[int, Candidate] = {}
         for c in self.rank_sentences(topic):
@@ -145,7 +145,7 @@ class ExtractiveGenerator:
         shown = sorted(sorted(best, key=lambda n: -best[n].score)[:MAX_EVENTS])
         lines = [note(request.language, {best[n].language or "" for n in shown}).replace(
             NOTE[lang], TIMELINE_NOTE[lang])]
-        pivot = request.story.pivot if request.story.kind != TIMELINE else None
+        pivot = request.timeline.pivot if request.timeline.kind != TIMELINE else None
         heading = None
         for n in shown:
             hit = request.passages[n - 1]
@@ -160,7 +160,7 @@ class ExtractiveGenerator:
         return "\n\n".join(lines)
 
     def generate(self, request: GenerationRequest, stream: bool = False) -> Iterator[str]:
-        story = self.timeline(request) if request.story else None
+        story = self.timeline(request) if request.timeline else None
         chosen = self.choose(request) if story is None else []
         if story is not None:
             text = story

@@ -64,7 +64,7 @@ def build_messages(request: GenerationRequest) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": SYSTEM}]
     for turn in request.history[-6:]:
         messages.append({"role": turn.role, "content": turn.content})
-    undated = "undated" if request.story else None
+    undated = "undated" if request.timeline else None
     sources = "\n\n".join(format_source(n, hit, request.source_text(n), undated)
                           for n, hit in enumerate(request.passages, 1))
     messages.append({"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {request.question}\n"
@@ -77,7 +77,7 @@ def build_messages(request: GenerationRequest) -> list[dict[str, str]]:
 def story_instruction(request: GenerationRequest) -> str:
     """For a timeline or change question (the sources are in date order): how to tell it.
     In the user message, as the system message never changes."""
-    story, count = request.story, len(request.passages)
+    story, count = request.timeline, len(request.passages)
     if story is None or not count:
         return ""
     lines = ("Write one sentence that answers the question in its own terms (yes or no; which one; consistent "

@@ -1,8 +1,8 @@
 """From a question to the passages worth showing a generator.
 
 dense (FAISS) + sparse (BM25) -> weighted reciprocal rank fusion -> optional
-cross-encoder rerank -> date intent (filter or recency) -> per-article cap ->
-neighbouring chunks merged into one passage. Timeline and change questions
+cross-encoder rerank -> date intent (filter or recency) -> one copy per story ->
+per-article cap -> neighbouring chunks merged into one passage. Timeline and change questions
 ("How did X develop?", "What changed since Monday?") search their topic and get
 relevant dated passages in date order instead of the per-article cap (timeline.py)."""
 
@@ -19,6 +19,7 @@ from rag.news import Filters, Hit
 from rag.retrieve.diversity import cap_per_article, merge_neighbours
 from rag.retrieve.fusion import fuse
 from rag.retrieve.rerank import rerank
+from rag.retrieve.stories import one_copy_per_story, with_copies
 from rag.retrieve.timeline import CHANGE, TimelineIntent, arrange, parse_timeline_intent
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.settings import RETRIEVAL_MODES, RetrievalMode
@@ -48,7 +49,9 @@ class RetrievalOptions:
     reranker: str | None = None
     candidates: int = 50
     #: Timeline and change questions get dated passages in date order (False: as any question).
-    story: bool = True
+    timeline: bool = True
+    #: One passage per story (syndicated copies, rag.stories), naming the other copies' outlets.
+    group_stories: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,7 +69,7 @@ class RetrievalOptions:
             raise InvalidQueryError(f"now must be a datetime.date, got {self.now!r}")
         if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
             raise InvalidQueryError(f"reranker must be a model name or folder, got {self.reranker!r}")
-        for flag in ("merge_neighbours", "time_intent", "story"):
+        for flag in ("merge_neighbours", "time_intent", "timeline", "group_stories"):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidQueryError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
@@ -85,24 +88,24 @@ class Retrieval:
     #: similarities run lower, so the relevance gate needs to know.
     best_language: str | None = None
     #: The question asks for a timeline or what changed: ``hits`` are in date order.
-    story: TimelineIntent | None = None
+    timeline: TimelineIntent | None = None
 
 
 def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: RetrievalOptions,
              query_language: str | None = None) -> Retrieval:
     filters = options.filters
     intent = None
-    now = options.now or _newest(snapshot) if options.time_intent or options.story else None
-    story = parse_timeline_intent(question, now) if options.story else None
+    now = options.now or _newest(snapshot) if options.time_intent or options.timeline else None
+    timeline = parse_timeline_intent(question, now) if options.timeline else None
     if options.time_intent:
         intent = parse_time_intent(question, now) if now else None
-        if intent and story and story.kind == CHANGE:
+        if intent and timeline and timeline.kind == CHANGE:
             intent = None  # it compares the periods on either side of its date: no filter to one of them
         if intent and (intent.since or intent.until) and not (filters and (filters.since or filters.until)):
             filters = dataclasses.replace(filters or Filters(), since=intent.since, until=intent.until)
     allowed = snapshot.allowed(filters)
     n = max(options.candidates, 4 * options.k)
-    search = story.topic if story else question
+    search = timeline.topic if timeline else question
     qvec = embedder.embed_query(search)
     dense = snapshot.dense(qvec, n, allowed) if options.mode != "sparse" else []
     sparse = snapshot.sparse.search(search, n, query_language, allowed) if options.mode != "dense" else []
@@ -119,19 +122,23 @@ def retrieve(snapshot: Snapshot, embedder: Embedder, question: str, options: Ret
     hits = _attach_similarity(snapshot, fused, sims)
     if options.reranker:
         hits = rerank(options.reranker, search, hits[: max(3 * options.k, 20)])
-    if intent and intent.recent and not story:
+    if intent and intent.recent and not timeline:
         if now:
             top = max((h.score for h in hits), default=1.0) or 1.0
             hits = sorted(hits, key=lambda h: -(h.score / top + 0.5 * recency_weight(h.published_at, now)))
-    if story:
-        hits = arrange(hits, story, options.k, options.max_per_article)
+    if options.group_stories:
+        hits = one_copy_per_story(snapshot, hits)
+    if timeline:
+        hits = arrange(hits, timeline, options.k, options.max_per_article)
     else:
         hits = cap_per_article(hits, options.k, options.max_per_article)
     if options.merge_neighbours:
         hits = merge_neighbours(snapshot, hits)
+    if options.group_stories:
+        hits = with_copies(snapshot, hits)
     best = max((s for s in sims.values()), default=0.0)
     closest = max(hits, key=lambda h: h.similarity or 0.0, default=None)  # nearly always holds ``best``
-    return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None, story)
+    return Retrieval(tuple(hits), intent, float(best), closest.language if closest else None, timeline)
 
 
 def _attach_similarity(snapshot: Snapshot, fused: list[tuple[int, float]], sims: dict[int, float]) -> list[Hit]:

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import IndexCorruptError
-from rag.news import Article, ArticleSummary, Chunk, Filters, Hit, chunk_id
+from rag.news import Article, ArticleRef, ArticleSummary, Chunk, Filters, Hit, chunk_id
 from rag.titles import derive_title
 
 log = logging.getLogger(__name__)
 
 #: 2: articles.title_derived (an untitled article is titled by its first sentence). A version 1
 #: catalog is read as it is (no derived titles: the id is shown) and migrated when a writer copies it.
-SCHEMA_VERSION = 2
+#: 3: articles.story_id and the signatures table (syndicated copies of one story, rag.stories). An
+#: older catalog is read without stories (every article its own) and grouped when a writer copies it.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY,
@@ -33,7 +35,8 @@ CREATE TABLE IF NOT EXISTS articles (
     content_hash TEXT NOT NULL,
     text_hash TEXT NOT NULL,
     ingested_at TEXT NOT NULL,
-    title_derived INTEGER NOT NULL DEFAULT 0
+    title_derived INTEGER NOT NULL DEFAULT 0,
+    story_id TEXT                 -- the id of the story's earliest copy (rag.stories)
 );
 CREATE INDEX IF NOT EXISTS articles_text_hash ON articles(text_hash);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
@@ -49,6 +52,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     UNIQUE (article_id, ordinal)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signatures (  -- MinHash of the text's shingles: NUM_PERM little-endian uint32
+    article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+    minhash BLOB NOT NULL
+);
 """
 
 class Catalog:
@@ -64,9 +71,15 @@ class Catalog:
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is not None and int(row[0]) < 2:
                 _derive_titles(self._db, path)
+            if row is not None and int(row[0]) < 3:
+                # Grouped by the writer before it publishes (every article lacks a signature).
+                self._db.execute("ALTER TABLE articles ADD COLUMN story_id TEXT")
+                log.info("%s: catalog schema %s -> 3, articles are grouped into stories", path, row[0])
+            self._db.execute("CREATE INDEX IF NOT EXISTS articles_story ON articles(story_id)")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._db.row_factory = sqlite3.Row
             self._derived = "a.title_derived"
+            self._story = "a.story_id"
             return
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
@@ -79,6 +92,8 @@ class Catalog:
         self._db.row_factory = sqlite3.Row
         #: A version 1 catalog has no derived titles (its untitled articles show their id).
         self._derived = "a.title_derived" if "title_derived" in columns else "0"
+        #: Before schema 3 no article has a story (each is shown as its own).
+        self._story = "a.story_id" if "story_id" in columns else "NULL"
 
     def close(self) -> None:
         self._db.close()
@@ -120,12 +135,13 @@ class Catalog:
         """Hits for (rowid, score) pairs, in the given order."""
         rows: dict[int, sqlite3.Row] = {row["rowid"]: row for row in self._query(
             f"SELECT c.rowid AS rowid, c.article_id, c.ordinal, c.start, c.end, c.text, "
-            f"a.title, {self._derived} AS title_derived, a.url, a.source, a.published_at, a.language FROM chunks c "
+            f"a.title, {self._derived} AS title_derived, {self._story} AS story_id, a.url, a.source, "
+            f"a.published_at, a.language FROM chunks c "
             f"JOIN articles a ON a.id = c.article_id WHERE c.rowid IN {_EACH}", _json(r for r, _ in scored))}
         return [Hit(article_id=r["article_id"], chunk_id=chunk_id(r["article_id"], r["ordinal"]),
                     title=r["title"], url=r["url"], source=r["source"], published_at=r["published_at"],
                     text=r["text"], start=r["start"], end=r["end"], score=float(score),
-                    language=r["language"], title_derived=bool(r["title_derived"]))
+                    language=r["language"], title_derived=bool(r["title_derived"]), story_id=r["story_id"])
                 for rowid, score in scored if (r := rows.get(rowid)) is not None]
 
     def chunk_texts(self) -> Iterable[tuple[int, str, str | None]]:
@@ -177,9 +193,65 @@ class Catalog:
         row = self._query("SELECT min(published_at), max(published_at) FROM articles")[0]
         return row[0], row[1]
 
+    def story_copies(self, story_ids: Iterable[str]) -> dict[str, list[ArticleRef]]:
+        """Every article of each of these stories, earliest first (none before schema 3)."""
+        if self._story == "NULL":
+            return {}
+        out: dict[str, list[ArticleRef]] = {}
+        for r in self._query(f"SELECT story_id, id, title, source, url, published_at FROM articles "
+                             f"WHERE story_id IN {_EACH} ORDER BY rowid", _json(story_ids)):
+            out.setdefault(r[0], []).append(ArticleRef(r[1], r[2], r[3], r[4], r[5]))
+        return out
+
+    # ---- stories (only while the generation is private to its writer) ----
+    def stories_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """The story id of each of these articles that has one."""
+        return {r[0]: r[1] for r in self._query(f"SELECT id, story_id FROM articles WHERE id IN {_EACH} "
+                                                f"AND story_id IS NOT NULL", _json(ids))}
+
+    def story_members(self, story_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The articles of each story, earliest first."""
+        out: dict[str, list[str]] = {}
+        for r in self._query(f"SELECT story_id, id FROM articles WHERE story_id IN {_EACH} ORDER BY rowid",
+                             _json(story_ids)):
+            out.setdefault(r[0], []).append(r[1])
+        return out
+
+    def rowids(self, ids: Iterable[str]) -> dict[str, int]:
+        """Insertion order of articles (a story is named after its earliest copy)."""
+        return {r[0]: r[1] for r in self._query(f"SELECT id, rowid FROM articles WHERE id IN {_EACH}", _json(ids))}
+
+    def unsigned(self) -> list[str]:
+        """The articles without a story signature (new, or from an older schema), in insertion order."""
+        return [r[0] for r in self._query("SELECT a.id FROM articles a WHERE NOT EXISTS "
+                                          "(SELECT 1 FROM signatures s WHERE s.article_id = a.id) ORDER BY a.rowid")]
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._query(f"SELECT id, text FROM articles WHERE id IN {_EACH}", _json(ids))}
+
+    def signatures(self, ids: Iterable[str] | None = None) -> list[tuple[str, bytes]]:
+        if ids is None:
+            return [(r[0], r[1]) for r in self._query("SELECT article_id, minhash FROM signatures")]
+        return [(r[0], r[1]) for r in self._query(
+            f"SELECT article_id, minhash FROM signatures WHERE article_id IN {_EACH}", _json(ids))]
+
+    def put_signatures(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO signatures (article_id, minhash) VALUES (?, ?)", rows)
+
+    def set_story(self, story_id: str, ids: Iterable[str] = (), stories: Iterable[str] = ()) -> None:
+        """Put the articles ``ids`` and every article of the stories ``stories`` in story ``story_id``."""
+        stories = list(stories)
+        with self._lock:  # two statements: "id IN ... OR story_id IN ..." would scan the whole table
+            self._db.execute(f"UPDATE articles SET story_id = ? WHERE id IN {_EACH}", (story_id, *_json(ids)))
+            if stories:
+                self._db.execute(f"UPDATE articles SET story_id = ? WHERE story_id IN {_EACH}",
+                                 (story_id, *_json(stories)))
+
     # ---- writing (only while the generation is private to its writer) ----
     def delete_articles(self, ids: Sequence[str]) -> None:
         with self._lock:
+            self._db.execute(f"DELETE FROM signatures WHERE article_id IN {_EACH}", _json(ids))
             self._db.execute(f"DELETE FROM chunks WHERE article_id IN {_EACH}", _json(ids))
             self._db.execute(f"DELETE FROM articles WHERE id IN {_EACH}", _json(ids))
 

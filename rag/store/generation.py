@@ -24,8 +24,10 @@ from rag.errors import IndexCorruptError, IndexWriteError
 from rag.news import Article, Chunk, Filters
 from rag.store import vectors as vec
 from rag.store.catalog import Catalog
+from rag.store.grouping import regroup
 from rag.store.manifest import Manifest, fsync_dir, now_iso, write_manifest
 from rag.store.sparse import SPARSE_DIR, TOKENIZER_VERSION, SparseIndex
+from rag.stories import StoryLSH
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +133,13 @@ class GenerationWriter:
     (an error, an interrupt) removes the unpublished generation, so readers never see it."""
 
     def __init__(self, folder: Path, base: Snapshot | None, embed_model: str, dim: int,
-                 chunk_tokens: int, chunk_overlap: int, exact_limit: int) -> None:
+                 chunk_tokens: int, chunk_overlap: int, exact_limit: int, stories: StoryLSH | None = None) -> None:
         self.folder = folder
         self.base = base
+        #: The story LSH of an ingest's previous batch, reused when it is in step with ``base``.
+        self.stories = stories
+        self._removed: list[str] = []
+        self._touched: set[str] = set()
         self.generation = (base.manifest.generation if base else 0) + 1
         self.data = folder / gen_dir_name(self.generation)
         self._meta = (embed_model, dim, chunk_tokens, chunk_overlap, exact_limit)
@@ -170,6 +176,8 @@ class GenerationWriter:
 
     def remove(self, article_ids: Sequence[str]) -> None:
         with write_errors(self.folder):
+            self._touched.update(self._db.stories_of(article_ids).values())
+            self._removed += article_ids
             self._dropped.update(self._db.chunk_rowids(article_ids))
             self._db.delete_articles(article_ids)
 
@@ -186,6 +194,8 @@ class GenerationWriter:
     def _publish(self) -> Manifest:
         embed_model, dim, chunk_tokens, chunk_overlap, exact_limit = self._meta
         self.catalog = catalog = self._db
+        self.stories = regroup(catalog, self.stories, self.base.manifest.generation if self.base else None,
+                               self._removed, self._touched)
         catalog.commit()
         n_articles, n_chunks = catalog.counts()
         SparseIndex.build(catalog.chunk_texts()).save(self.data)
@@ -215,6 +225,8 @@ class GenerationWriter:
             rag_version=_version("rag-news"), build=build_info())
         write_manifest(self.folder, manifest)
         self._published = True
+        if self.stories is not None:
+            self.stories.generation = self.generation  # in step: the next batch's writer may reuse it
         log.info("published generation %d: %d articles, %d chunks (%s)", self.generation,
                  n_articles, n_chunks, kind)
         self._collect_garbage()

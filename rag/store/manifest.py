@@ -21,7 +21,9 @@ FORMAT = "rag-news-index"
 #: rewritten as version 2 by the next ingest or by ``rag upgrade``.
 #: 3: catalog schema 2, untitled articles titled by their first sentence (``title_derived``). Older
 #: indexes open as before (an untitled article shows its id); ``rag upgrade`` or the next ingest derives titles.
-FORMAT_VERSION = 3
+#: 4: catalog schema 3, syndicated copies grouped into stories (``story_id``, MinHash signatures).
+#: Older indexes open as before (each article its own story); ``rag upgrade`` or the next ingest groups them.
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 _GEN_DIR = re.compile(r"^gen-\d{6,}$")
 

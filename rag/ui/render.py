@@ -193,10 +193,12 @@ def _card(turn: int, n: int, hit: rag.Hit, citations: Sequence[rag.Citation]) ->
         meta.append(f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">{esc(shown)}</a>')
     quotes = [(c.quote, c.start - hit.start if c.start >= 0 else -1) for c in citations]
     cited = " rag-cited" if citations else ""
+    copies = rag.also_reported(hit.also_reported_by, hit.copies)
+    copies_html = f'<div class="rag-meta rag-copies">{esc(copies)}</div>' if copies else ""
     return (f'<div class="rag-src{cited}" id="src-{turn}-{n}">'
             f'<div class="rag-src-title"><span class="rag-badge">{n}</span> {esc(title)}{derived}</div>'
             f'<div class="rag-meta">{" · ".join(meta)}{" · " if meta else ""}'
-            f'id <code>{esc(hit.article_id)}</code></div>'
+            f'id <code>{esc(hit.article_id)}</code></div>{copies_html}'
             f'<blockquote class="rag-passage">{_passage_html(hit.text, quotes)}</blockquote></div>')
 
 
@@ -260,6 +262,8 @@ def plain_answer(answer: rag.Answer) -> str:
             hit = answer.hits[n - 1]
             meta = ", ".join(x for x in (hit.source, date_only(hit.published_at), safe_url(hit.url) or "") if x)
             lines.append(f"[{n}] {hit.title or hit.article_id}" + (f" ({meta})" if meta else ""))
+            if copies := rag.also_reported(hit.also_reported_by, hit.copies):
+                lines.append(f"    {copies}")
     return "\n".join(lines)
 
 
