@@ -235,7 +235,7 @@ def test_feedback_set_replace_clear_and_export(store: ConversationStore, answers
     assert a["history"] == [] and b["history"] == [{"role": "user", "content": QUESTION},
                                                    {"role": "assistant", "content": cited.text}]
     assert a["answer"] == cited.text and a["query"] == cited.query and a["generator"] == "extractive"
-    assert a["citations"] == [c.to_dict() for c in cited.citations]
+    assert a["citations"] == json.loads(json.dumps([c.to_dict() for c in cited.citations]))  # as JSON: lists
     assert [p["article_id"] for p in a["passages"]] == [h.article_id for h in cited.hits]
     assert all({"n", "title", "text", "chunk_id"} <= p.keys() for p in a["passages"])
     assert a["asked_at"] <= a["answered_at"] <= a["rated_at"]
