@@ -537,13 +537,15 @@ def test_llm_server_set_in_the_ui_is_used_tested_saved_only_when_asked(sample_in
     exposed = callbacks(sample_index_dir, ui=UISettings(host="0.0.0.0", llm_prefs=str(prefs)))
     assert not exposed.llm.editable and "RAG_UI_USER" in shown(exposed.llm.apply("http://x/v1", "m", "", True, None)[2])
     # The boxes open only after the saved settings are shown, and only where the UI is private.
-    assert [c.interactive for c in cb.llm.ready()] == [True] * 6
-    assert [c.interactive for c in exposed.llm.ready()] == [False] * 6
+    opened = cb.llm.opened()
+    assert [c.interactive for c in opened[1:4] + opened[5:]] == [True] * 6 and opened[1].value == ""
+    shut = exposed.llm.opened()
+    assert [c.interactive for c in shut[1:4] + shut[5:]] == [False] * 6
 
 
 def test_question_box_opens_only_after_the_page_restored_its_conversation(sample_index_dir: Path) -> None:
     """A question asked before the page knows its browser's id would be answered but never saved
-    (and could not be rated): the box and Ask start closed, and the restore chain opens them."""
+    (and could not be rated): the box and Ask start closed, and the restore opens them in the same update."""
     from rag.ui.panels import chat
 
     demo = app.build_app(make_settings(sample_index_dir), rag.open_index(sample_index_dir,
@@ -552,6 +554,6 @@ def test_question_box_opens_only_after_the_page_restored_its_conversation(sample
     assert boxes["question"]["interactive"] is False and boxes["ask"]["interactive"] is False
     assert boxes["llm-test"]["interactive"] is False
     names = [getattr(fn.fn, "__name__", "") for fn in demo.fns.values()]
-    assert "ready" in names and "restore" in names
+    assert "restore_and_open_chat" in names and "opened" in names  # values and usability in one update
     box, button = chat.ready()
     assert box.interactive is True and button.interactive is True

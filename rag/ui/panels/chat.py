@@ -284,7 +284,7 @@ def layout(panel: ChatPanel) -> ChatLayout:
 
 
 def ready() -> tuple[Any, Any]:
-    """The question box and Ask button, usable (after the page's conversation is restored)."""
+    """The question box and Ask button, usable (sent with the page's restored conversation)."""
     return (gr.Textbox(interactive=True, placeholder="Ask a question…", autofocus=True),
             gr.Button(interactive=True))
 

@@ -218,8 +218,13 @@ def wire(panel: ConversationsPanel, demo: gr.Blocks, parts: ConversationsLayout,
          answering: list[Any]) -> None:
     private = {"api_visibility": "private"}
     shown = [chat_parts.chatbot, chat_parts.sources, chat_parts.session]
-    demo.load(panel.restore, [parts.owner, parts.open_id], [*shown, parts.owner, parts.open_id, parts.listing],
-              **private).then(chat_ready, None, [chat_parts.question, chat_parts.ask], queue=False, **private)
+
+    def restore_and_open_chat(owner: str | None, conversation_id: str | None) -> tuple[Any, ...]:
+        # One update: the question box opens with the restored session (and its owner), never before.
+        return (*panel.restore(owner, conversation_id), *chat_ready())
+
+    demo.load(restore_and_open_chat, [parts.owner, parts.open_id],
+              [*shown, parts.owner, parts.open_id, parts.listing, chat_parts.question, chat_parts.ask], **private)
     for event in answering:
         event.then(panel.after_answer, [chat_parts.session], [parts.open_id, parts.listing], **private)
     parts.listing.input(panel.open, [parts.listing, chat_parts.session], [*shown, parts.open_id], **private)

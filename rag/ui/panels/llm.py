@@ -67,10 +67,15 @@ class LLMPanel:
         choice = self.saved()
         return choice, choice.base_url, choice.model, self._key_hint(choice), self.status(choice)
 
-    def ready(self) -> tuple[Any, ...]:
-        """After ``restore``: the boxes and buttons, usable where this UI lets a browser set the LLM."""
-        return (*(gr.Textbox(interactive=self.editable) for _ in range(3)),
-                *(gr.Button(interactive=self.editable) for _ in range(3)))
+    def opened(self) -> tuple[Any, ...]:
+        """At page load, in one update: the saved settings in the boxes, which become usable (where
+        this UI lets a browser set the LLM) only with them, so they never overwrite typing.
+        Returns (choice, URL box, model box, key box, status, test, apply, forget buttons)."""
+        choice, url, model, key, status = self.restore()
+        editable = self.editable
+        return (choice, gr.Textbox(value=url, interactive=editable), gr.Textbox(value=model, interactive=editable),
+                gr.Textbox(value="", placeholder=key.placeholder, interactive=editable), status,
+                *(gr.Button(interactive=editable) for _ in range(3)))
 
     def _key_hint(self, choice: LLMChoice) -> Any:
         return gr.Textbox(value="", placeholder="•••••• (a key is set; type to replace it)" if choice.api_key
@@ -169,7 +174,7 @@ def layout(panel: LLMPanel) -> LLMLayout:
                          interactive=False)
         remember = gr.Checkbox(False, label="Remember on this computer (the key too)", elem_id="llm-remember")
         with gr.Row():
-            # Usable once the saved settings are shown (``ready``), so they never overwrite typing.
+            # Usable once the saved settings are shown (``opened``), so they never overwrite typing.
             test = gr.Button("Test connection", size="sm", elem_id="llm-test", interactive=False)
             apply = gr.Button("Use these settings", size="sm", variant="primary", elem_id="llm-apply",
                               interactive=False)
@@ -180,9 +185,8 @@ def layout(panel: LLMPanel) -> LLMLayout:
 
 def wire(panel: LLMPanel, demo: gr.Blocks, parts: LLMLayout) -> None:
     private = {"api_visibility": "private"}
-    demo.load(panel.restore, None, [parts.choice, parts.base_url, parts.model, parts.key, parts.status],
-              **private).then(panel.ready, None, [parts.base_url, parts.model, parts.key, parts.test, parts.apply,
-                                                  parts.forget], queue=False, **private)
+    demo.load(panel.opened, None, [parts.choice, parts.base_url, parts.model, parts.key, parts.status, parts.test,
+                                   parts.apply, parts.forget], **private)
     parts.apply.click(panel.apply, [parts.base_url, parts.model, parts.key, parts.remember, parts.choice],
                       [parts.choice, parts.key, parts.status], **private)
     parts.test.click(panel.test, [parts.base_url, parts.model, parts.key, parts.choice], [parts.status], **private)
