@@ -122,16 +122,21 @@ def _lean(sig: np.ndarray) -> LeanMinHash:
     return LeanMinHash(seed=SEED, hashvalues=sig, scheme=SCHEME)
 
 
+def _root(parent: list[int], i: int) -> int:
+    """The representative of ``i`` in a union-find forest (path halving)."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
 def components(members: Sequence[str], sigs: Callable[[str], np.ndarray]) -> list[list[str]]:
     """Split articles (in order, earliest first) into groups connected by copy pairs, each
     group in the given order. Used when an article leaves a story: the rest may fall apart."""
     parent = list(range(len(members)))
 
     def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+        return _root(parent, i)
 
     values = [sigs(m) for m in members]
     matrix = np.stack(values) if values else np.zeros((0, NUM_PERM), np.uint32)
@@ -152,10 +157,7 @@ def group_texts(texts: Sequence[str]) -> list[int]:
     parent = list(range(len(texts)))
 
     def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+        return _root(parent, i)
 
     for i, text in enumerate(texts):
         sig = signature(text)

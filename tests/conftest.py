@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +29,19 @@ SHARED = Path(os.environ.get("RAG_SHARED", ROOT.parent / "shared"))
 DATASETS = SHARED / "datasets"
 SEED = ROOT / "rag" / "sample" / "facebook-banks-de.txt"
 BANKS = ("JPMorgan Chase", "Wells Fargo", "Citigroup", "U.S. Bancorp")
+
+
+#: The installed ``rag`` command of this interpreter's environment.
+RAG = str(Path(sys.executable).parent / "rag")
+
+
+def run_cli(*args: str, index: Path, check: int = 0, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The real ``rag`` command on ``index``; its exit code must be ``check``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(index)}
+    env.pop("RAG_EMBED_MODEL", None)
+    proc = subprocess.run([RAG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
 
 
 def dataset(*parts: str) -> Path:

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import BANKS
+from conftest import BANKS, run_cli
 
-RAG = str(Path(sys.executable).parent / "rag")
-
-
-def run(*args: str, index: Path, check: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(index)}
-    env.pop("RAG_EMBED_MODEL", None)
-    proc = subprocess.run([RAG, *args], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
+run = run_cli
 
 
 def test_seed_question_finds_the_banks_paragraph_first(sample_index_dir: Path) -> None:

@@ -4,6 +4,7 @@ limits, and every test by a timeout."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -11,7 +12,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import rag
-from conftest import make_settings
+from conftest import RAG, make_settings, run_cli
 from fake_web import FakeWeb
 from rag.errors import ConfigError, FetchError
 from rag.feeds import STATE_FILE, FeedStore, parse_interval, poll, watch
@@ -27,7 +27,6 @@ from rag.ingest.fetch import FetchLimits, canonical_url, fetch
 
 pytestmark = pytest.mark.timeout(300)
 
-RAG = str(Path(sys.executable).parent / "rag")
 LIMITS = FetchLimits(connect_s=2, read_s=1, total_s=5, max_bytes=200_000)
 RSS = "application/rss+xml"
 
@@ -398,12 +397,7 @@ def html_text(markup: str) -> str:
 
 
 # ---- the command line
-def run(*args: str, index: Path, check: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(index)}
-    env.pop("RAG_EMBED_MODEL", None)
-    proc = subprocess.run([RAG, *args], capture_output=True, text=True, env=env, timeout=240)
-    assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
+run = functools.partial(run_cli, timeout=240)
 
 
 def test_cli_ingest_a_feed_then_watch_it(web: FakeWeb, tmp_path: Path) -> None:
