@@ -155,6 +155,14 @@ def test_canonical_urls_drop_tracking_and_fragments() -> None:
     assert canonical_url("HTTPS://News.Example.com:443/a/b?id=3&utm_source=rss&fbclid=x#top") == \
         "https://news.example.com/a/b?id=3"
     assert canonical_url("http://example.com") == "http://example.com/"
+    assert canonical_url("http://example.com:99999/a") == "http://example.com:99999/a"  # kept, not a crash
+
+
+@pytest.mark.parametrize("url", ["http://[::1/feed", "http://example.com:99999/", "https://example.com:rss/"])
+def test_a_malformed_url_is_a_fetch_error_naming_it(url: str) -> None:
+    with pytest.raises(FetchError, match="the URL is malformed") as caught:
+        fetch(url, LIMITS)
+    assert url in str(caught.value)
 
 
 # ---- feeds

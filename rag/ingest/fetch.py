@@ -59,7 +59,11 @@ def looks_like_url(value: object) -> bool:
 def check_url(url: str) -> str:
     """``url`` stripped, or FetchError when it is not an http(s) URL with a host."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsed lazily: "Port out of range", "could not be cast" surface here
+    except ValueError as exc:  # "http://[::1", "http://host:99999/"
+        raise FetchError(url, f"the URL is malformed ({exc})") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise FetchError(url, f"only http:// and https:// URLs can be fetched, not {parts.scheme or 'this'}://")
     if not parts.hostname:
@@ -69,10 +73,14 @@ def check_url(url: str) -> str:
 
 def canonical_url(url: str) -> str:
     """The URL an article is known by: no fragment, no tracking parameters, lower-case
-    scheme and host, no default port. Two links to one article give one id."""
-    parts = urlsplit(url.strip())
+    scheme and host, no default port. Two links to one article give one id (a malformed
+    link, say a feed entry's, is kept as written rather than failing its article)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port if parts.port not in (None, 80, 443) else None
+    except ValueError:
+        return url.strip()
     host = (parts.hostname or "").lower()
-    port = parts.port if parts.port not in (None, 80, 443) else None
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k)])
     return urlunsplit((parts.scheme.lower(), host + (f":{port}" if port else ""), parts.path or "/", query, ""))
 
