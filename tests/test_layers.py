@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"titles", "stories"},
     {"embed"},
     {"store"},
-    {"pipeline", "retrieve"},
+    {"pipeline", "pipeline_ray", "retrieve"},
     {"index"},
     {"evidence", "feeds"},
     {"generate"},
