@@ -16,7 +16,8 @@ LAYERS: list[set[str]] = [
     {"titles", "stories"},
     {"embed"},
     {"store"},
-    {"pipeline", "pipeline_ray", "retrieve"},
+    {"pipeline", "retrieve"},
+    {"pipeline_ray"},  # drives rag.pipeline's Ingest on Ray
     {"index"},
     {"evidence", "feeds"},
     {"generate"},
