@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,8 @@ def _consume(ds: Any, ingest: Ingest, report: ReportBuilder, total: int,
     ready: dict[tuple[str, str], tuple[list[Chunk], Any]] = {}
     embedded = driver_embedded = files_done = 0
     for frame in ds.iter_batches(batch_size=None, batch_format="pandas"):
-        for payload in frame["payload"]:
-            kind, *rest = pickle.loads(payload)
+        for item in frame["item"]:
+            kind, *rest = item.row
             if kind == "eof":
                 files_done += 1
                 bar(files_done)
@@ -205,7 +205,16 @@ def _read(item: dict[str, Any], max_bytes: int, languages: tuple[str, ...]) -> l
         article, failure, notes = to_article(record, languages)
         out.append(("article", with_derived_title(article) if article else None, failure, tuple(notes), None, None))
     out.append(("eof",))
-    return [{"payload": pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)} for row in out]
+    return [{"item": _Item(row)} for row in out]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One row in flight: ("article", article, failure, notes, chunks, vectors), ("failed", failure)
+    or ("eof",). Wrapped so Ray Data keeps it a Python object (it serialises it) rather than
+    guessing an Arrow type from the tuple."""
+
+    row: tuple[Any, ...]
 
 
 class _Prepare:
@@ -226,7 +235,7 @@ class _Prepare:
         return owner is None or owner == article.id
 
     def __call__(self, frame: Any) -> Any:
-        rows = [pickle.loads(p) for p in frame["payload"]]
+        rows = [item.row for item in frame["item"]]
         todo = [n for n, row in enumerate(rows) if row[0] == "article" and row[1] is not None
                 and self._needed(row[1])]
         articles = [rows[n][1] for n in todo]
@@ -237,5 +246,5 @@ class _Prepare:
             rows[n] = rows[n][:4] + (cs, vectors[offset:offset + len(cs)].copy())
             offset += len(cs)
         frame = frame.copy()
-        frame["payload"] = [pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL) for row in rows]
+        frame["item"] = [_Item(row) for row in rows]
         return frame

@@ -27,6 +27,7 @@ ray = pytest.importorskip("ray")
 COMMIT_EVERY = 25
 QUERIES = ("Which banks did Facebook contact?", "election results", "climate change policy")
 RAY_BIN = str(Path(sys.executable).parent / "ray")
+RAG_CMD = str(Path(sys.executable).parent / "rag")
 
 
 def _settings(folder: Path) -> rag.Settings:
@@ -193,14 +194,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ray_cluster(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(scope="module")
+def ray_cluster():
     """A real head node (`ray start --head --block`) on 127.0.0.1 with 2 CPUs; its whole process
     group is killed at the end (never `ray stop`: that would stop every Ray on the machine)."""
     temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
     port = _free_port()
     # Token auth (Ray's default) would need the token shared with the driver: off on this loopback-only cluster.
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    saved_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     cmd = [RAY_BIN, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
            "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp), "--disable-usage-stats",
            "--include-dashboard", "false", "--min-worker-port", "0", "--max-worker-port", "0"]
@@ -226,6 +228,10 @@ def ray_cluster(monkeypatch: pytest.MonkeyPatch):
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(30)
+        if saved_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_auth
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -240,3 +246,26 @@ def test_rag_ingest_on_a_ray_head_node_through_the_cli(ray_cluster: str, local, 
     again = json.loads(run_cli("ingest", "--ray", ray_cluster, str(corpus), "--json", index=folder, check=3,
                                timeout=300).stdout)
     assert (len(again["added"]), len(again["unchanged"])) == (0, len(local[1].added))
+
+
+def test_a_killed_ray_driver_leaves_a_whole_index_and_a_rerun_adds_the_rest(ray_cluster: str, local, corpus: Path,
+                                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "index"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INDEX": str(folder), "RAG_COMMIT_EVERY": "10",
+           "RAG_ONNX_PRECISION": "fp32"}
+    driver = subprocess.Popen([RAG_CMD, "ingest", str(corpus), "--ray", ray_cluster, "--json"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (folder / "manifest.json").exists() and driver.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    driver.kill()  # SIGKILL as soon as the first batch is published: no cleanup of any kind
+    driver.wait(30)
+    index = _open(folder)
+    kept = index.stats()
+    assert kept.articles == 10 * kept.generation < len(local[1].added), kept  # whole batches only
+    assert index.search(QUERIES[0], k=3)
+    rest = json.loads(run_cli("ingest", str(corpus), "--ray", ray_cluster, "--json", index=folder, check=3,
+                              timeout=300).stdout)
+    assert len(rest["unchanged"]) == kept.articles and len(rest["added"]) == len(local[1].added) - kept.articles
+    assert _ids(_open(folder)) == _ids(_open(local[0]))
