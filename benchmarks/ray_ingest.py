@@ -6,15 +6,16 @@ Each round is a fresh ``rag ingest`` of the same files into a new index, in a ch
 the two sides alternate (local, ray, local, ray...) so a busy machine hurts both alike, and
 the ratio is taken from the medians.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ray_ingest.py [--rounds 2] [--shared ../shared]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ray_ingest.py [--rounds 2] [--limit 200] [--files 4]
 
-Input: the German news of ../shared/datasets/10kgnad/test.csv (1,028 articles; one CSV file, so
-one read task) plus the bundled sample corpus (three files).
+Input: the first --limit German news articles of ../shared/datasets/10kgnad/test.csv (a header-less
+``category;'text'`` CSV), written as --files JSONL exports (one read task each).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -28,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import SHARED, machine, machine_line  # noqa: E402
+from common import SHARED, machine, machine_line  # noqa: E402  (benchmarks/ is the script folder)
 
 RAG = str(Path(sys.executable).parent / "rag")
 
@@ -76,17 +77,29 @@ def one_round(inputs: list[str], ray: bool, temp: Path) -> dict[str, float]:
             "peak_mb": peak}
 
 
+def export(source: Path, folder: Path, limit: int, files: int) -> list[str]:
+    with source.open(encoding="utf-8", newline="") as fh:
+        rows = [{"text": text, "source": "derStandard", "id": f"gnad-{n}"}
+                for n, (_, text) in zip(range(limit), csv.reader(fh, delimiter=";", quotechar="'"))]
+    paths = []
+    for k in range(files):
+        path = folder / f"part{k}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[k::files]), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2, help="rounds per side (alternating)")
+    ap.add_argument("--limit", type=int, default=200, help="articles")
+    ap.add_argument("--files", type=int, default=4, help="JSONL files they are split into")
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("RAG_SHARED", SHARED)))
     args = ap.parse_args()
-    csv = args.shared / "datasets" / "10kgnad" / "test.csv"
-    inputs = [str(csv)] + [str(p) for p in sorted((REPO / "rag" / "sample").iterdir())
-                           if p.suffix in {".txt", ".csv", ".jsonl"}]
     print(machine_line(machine()))
     results: dict[str, list[dict[str, float]]] = {"local": [], "ray": []}
     with tempfile.TemporaryDirectory(prefix="rb", dir="/tmp") as temp:
+        inputs = export(args.shared / "datasets" / "10kgnad" / "test.csv", Path(temp), args.limit, args.files)
         for n in range(args.rounds):
             for side in ("local", "ray") if n % 2 == 0 else ("ray", "local"):
                 r = one_round(inputs, side == "ray", Path(temp))
