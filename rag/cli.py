@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-empty", action="store_true", help="do nothing if the index already holds articles")
     p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                    help="read, chunk and embed on Ray (pip install 'rag-news[ray]'): a local Ray without ADDRESS "
-                        "(or $RAY_ADDRESS), else a cluster: auto, HOST:6379 or ray://HOST:10001")
+                        "(or $RAY_ADDRESS), else the cluster this machine is a node of: auto or HEAD:6379")
     p.add_argument("--ray-actors", type=whole_number(1), default=None, metavar="N",
                    help="embedding actors on Ray (default: the cluster's CPUs but one)")
     p.set_defaults(func=cmd_ingest)

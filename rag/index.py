@@ -187,7 +187,7 @@ class NewsIndex:
 
         ``ray``: read, chunk and embed on Ray (``rag.pipeline_ray``; needs
         ``pip install 'rag-news[ray]'``): True for $RAY_ADDRESS or else a local
-        Ray, or a cluster address ("auto", "host:6379", "ray://host:10001");
+        Ray, or the address of the cluster this machine is a node of ("auto", "host:6379");
         ``ray_actors`` embedding actors (default: the cluster's CPUs but one).
         The result is the same as without it."""
         report = ReportBuilder()

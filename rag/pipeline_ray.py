@@ -54,8 +54,14 @@ def import_ray() -> Any:
 @contextmanager
 def connected(address: str | None) -> Iterator[Any]:
     """Ray, connected: an existing connection of this process as it is; else ``address``
-    ("auto", "host:6379", "ray://host:10001"); None: $RAY_ADDRESS if set, else a local Ray
-    with this machine's CPUs (shut down afterwards)."""
+    ("auto", "host:6379"); None: $RAY_ADDRESS if set, else a local Ray with this machine's
+    CPUs (shut down afterwards)."""
+    if address and address.startswith("ray://"):
+        # Ray Data's streaming executor fails through Ray Client ("'Worker' object has no attribute
+        # 'core_worker'", Ray 2.60): the driver must run on a node of the cluster.
+        raise ClusterError(f"Ray Data cannot run through Ray Client ({address}): run rag on a node of the "
+                           f"cluster with --ray auto, or submit it there: ray job submit --address "
+                           f"http://HEAD:8265 -- rag ingest PATHS --ray auto --index DIR")
     ray = import_ray()
     if ray.is_initialized():
         yield ray
@@ -99,7 +105,7 @@ def _run(ray: Any, ingest: Ingest, files: Sequence[Path], urls: Sequence[str], r
     # In order: the same batches as the local path, so the same article wins a duplicate.
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # the driver shows its own bar
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its INFO plan lines and "progress bars disabled"
     try:
         ds = ray.data.from_items(items, override_num_blocks=len(items))  # one read task per file
         ds = ds.flat_map(_read, fn_kwargs={"max_bytes": int(settings.max_file_mb * 1_000_000),

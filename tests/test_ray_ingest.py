@@ -186,6 +186,8 @@ def test_ray_is_imported_only_for_a_ray_ingest_and_its_absence_is_explained(monk
         rag.open_index(folder, make_settings(folder)).ingest([ROOT / "rag" / "sample" / "facebook-banks-de.txt"],
                                                              ray=True)
     assert not folder.exists()
+    with pytest.raises(ClusterError, match="Ray Client.*ray job submit"):
+        rag.open_index(folder, make_settings(folder)).ingest([ROOT / "rag" / "sample"], ray="ray://127.0.0.1:10001")
 
 
 def _free_port() -> int:
