@@ -34,7 +34,8 @@ from common import SHARED, machine, machine_line  # noqa: E402  (benchmarks/ is 
 RAG = str(Path(sys.executable).parent / "rag")
 
 
-def tree_rss_mb(pid: int) -> float:
+def tree_usage(pid: int, cpu: dict[int, float]) -> float:
+    """Resident MB of the process tree now; ``cpu`` keeps each process's latest CPU seconds."""
     import psutil
 
     try:
@@ -46,6 +47,8 @@ def tree_rss_mb(pid: int) -> float:
     for p in procs:
         try:
             total += p.memory_info().rss
+            times = p.cpu_times()
+            cpu[p.pid] = times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return total / 2**20
@@ -58,12 +61,13 @@ def one_round(inputs: list[str], ray: bool, temp: Path) -> dict[str, float]:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0.0
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss_mb(proc.pid))
+            peak = max(peak, tree_usage(proc.pid, cpu))
             time.sleep(0.2)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -74,7 +78,7 @@ def one_round(inputs: list[str], ray: bool, temp: Path) -> dict[str, float]:
     assert proc.returncode in (0, 3), err[-2000:]
     report = json.loads(out)
     return {"seconds": seconds, "added": len(report["added"]), "chunks": report["counts"]["chunks_added"],
-            "peak_mb": peak}
+            "peak_mb": peak, "cpu_s": sum(cpu.values())}
 
 
 def export(source: Path, folder: Path, limit: int, files: int) -> list[str]:
@@ -106,14 +110,15 @@ def main() -> None:
                 results[side].append(r)
                 print(f"round {n + 1} {side:5s}: {r['added']} articles, {r['chunks']} chunks in {r['seconds']:.1f} s "
                       f"({r['added'] / r['seconds']:.1f} articles/s), peak RSS of the process tree "
-                      f"{r['peak_mb']:.0f} MB", flush=True)
-    print("\n| side | articles | chunks | median seconds | articles/s | peak RSS (MB, process tree) |")
-    print("|---|---|---|---|---|---|")
+                      f"{r['peak_mb']:.0f} MB, CPU {r['cpu_s']:.0f} s (to the last 0.2 s sample)", flush=True)
+    print("\n| side | articles | chunks | median seconds | articles/s | peak RSS (MB, process tree) | CPU s |")
+    print("|---|---|---|---|---|---|---|")
     med = {}
     for side, rs in results.items():
         med[side] = statistics.median(r["seconds"] for r in rs)
         print(f"| {side} | {rs[0]['added']} | {rs[0]['chunks']} | {med[side]:.1f} | "
-              f"{rs[0]['added'] / med[side]:.1f} | {max(r['peak_mb'] for r in rs):.0f} |")
+              f"{rs[0]['added'] / med[side]:.1f} | {max(r['peak_mb'] for r in rs):.0f} | "
+              f"{statistics.median(r['cpu_s'] for r in rs):.0f} |")
     print(f"\nray / local time: {med['ray'] / med['local']:.2f}x")
 
 
