@@ -39,6 +39,8 @@ INSTALL_HINT = "pip install 'rag-news[ray]'"
 ACTOR_CPUS = 0.5
 #: Articles per actor call.
 ACTOR_BATCH = 16
+#: Read tasks at most: a folder of 100,000 small files need not be 100,000 tasks.
+MAX_READ_TASKS = 1024
 
 
 def import_ray() -> Any:
@@ -107,7 +109,8 @@ def _run(ray: Any, ingest: Ingest, files: Sequence[Path], urls: Sequence[str], r
     context.enable_progress_bars = False  # the driver shows its own bar
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its INFO plan lines and "progress bars disabled"
     try:
-        ds = ray.data.from_items(items, override_num_blocks=len(items))  # one read task per file
+        # A read task per file (up to MAX_READ_TASKS; then each reads several): exports are big.
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_READ_TASKS))
         ds = ds.flat_map(_read, fn_kwargs={"max_bytes": int(settings.max_file_mb * 1_000_000),
                                            "languages": settings.languages})
         ds = ds.map_batches(_Prepare, compute=ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS,
