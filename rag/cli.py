@@ -37,6 +37,9 @@ def _print_json(data: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     paths = list(args.paths)
+    if isinstance(args.ray, str) and os.path.exists(args.ray):
+        paths.insert(0, args.ray)  # `rag ingest --ray FOLDER`: argparse took the path for an address
+        args.ray = True
     if args.sample:
         paths += [str(p) for p in rag.sample_articles()]
     if not paths:
@@ -49,7 +52,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         else:
             _print_json({"skipped": "index not empty", "stats": index.stats().to_dict()})
         return EXIT_OK
-    report = index.ingest(paths)
+    report = index.ingest(paths, ray=args.ray, ray_actors=args.ray_actors)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -342,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "RSS/Atom feeds (each entry's page is fetched)")
     p.add_argument("--sample", action="store_true", help="also ingest the bundled sample corpus")
     p.add_argument("--if-empty", action="store_true", help="do nothing if the index already holds articles")
+    p.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                   help="read, chunk and embed on Ray (pip install 'rag-news[ray]'): a local Ray without ADDRESS "
+                        "(or $RAY_ADDRESS), else the cluster this machine is a node of: auto or HEAD:6379")
+    p.add_argument("--ray-actors", type=whole_number(1), default=None, metavar="N",
+                   help="embedding actors on Ray (default: the cluster's CPUs but one)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("watch", parents=[common], help="poll RSS/Atom feeds, add new and changed articles",

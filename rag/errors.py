@@ -57,6 +57,11 @@ class GenerationError(RagError):
     """The generator failed. ``str(error)`` is safe to show (no secrets)."""
 
 
+class ClusterError(RagError):
+    """Ray ingest cannot run: Ray is not installed, the cluster cannot be reached, or its
+    workers failed (``rag ingest --ray``)."""
+
+
 class FetchError(RagError):
     """A URL could not be fetched or read: refused scheme, timeout, HTTP error, too large,
     not a page or feed. ``str(error)`` names the URL and the reason in one line."""

@@ -18,12 +18,13 @@ from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderErro
                         InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
 from rag.ingest.fetch import FetchLimits, looks_like_url
-from rag.ingest.readers import Record, iter_files, read_file
+from rag.ingest.readers import Record, iter_files, read_file, renamed
 from rag.ingest.web import read_url
 from rag.news import Article, ArticleSummary, DeleteReport, Failure, Filters, Hit, IndexStats, IngestReport
 from rag.retrieve import Retrieval, RetrievalOptions, retrieve
 from rag.settings import Settings
 from rag.pipeline import Ingest, ProgressCallback, ReportBuilder, progress_bar
+from rag.pipeline_ray import ingest_on_ray
 from rag.store.generation import GenerationWriter, Snapshot
 from rag.store.lock import WriteLock
 from rag.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
@@ -175,13 +176,20 @@ class NewsIndex:
 
     # ---- writing ----
     def ingest(self, paths: Iterable[str | os.PathLike[str]], progress: ProgressCallback | None = None,
-               names: dict[str, str] | None = None) -> IngestReport:
+               names: dict[str, str] | None = None, *, ray: str | bool | None = None,
+               ray_actors: int | None = None) -> IngestReport:
         """Index files and folders, and http(s) URLs of article pages or RSS/Atom feeds (each
         entry of a feed is an article). Bad inputs are reported, never fatal.
 
         ``names`` maps a file path to the name to record and report instead
         (an upload's original name rather than its temporary path); a file's
-        article id derives from it, so re-uploading an edited file updates it."""
+        article id derives from it, so re-uploading an edited file updates it.
+
+        ``ray``: read, chunk and embed on Ray (``rag.pipeline_ray``; needs
+        ``pip install 'rag-news[ray]'``): True for $RAY_ADDRESS or else a local
+        Ray, or the address of the cluster this machine is a node of ("auto", "host:6379");
+        ``ray_actors`` embedding actors (default: the cluster's CPUs but one).
+        The result is the same as without it."""
         report = ReportBuilder()
         paths = list(paths)
         urls = [str(p).strip() for p in paths if looks_like_url(p)]  # http(s) pages and feeds
@@ -194,6 +202,10 @@ class NewsIndex:
                 report.skipped.append(item[1])
             else:
                 files.append(item)
+        if ray is not None and ray is not False:
+            ingest_on_ray(self._pipeline(progress), files, urls, report, None if ray is True else str(ray), names,
+                          ray_actors, progress)
+            return report.build()
         max_bytes = int(self.settings.max_file_mb * 1_000_000)
 
         def records() -> Iterator[Record | Failure]:
@@ -202,7 +214,7 @@ class NewsIndex:
             for n, path in enumerate(files, 1):
                 name = (names or {}).get(str(path))
                 for item in read_file(path, max_bytes):
-                    yield _renamed(item, str(path), name) if name else item
+                    yield renamed(item, str(path), name) if name else item
                 bar(n)
                 if progress:
                     progress("reading", n, total)
@@ -286,11 +298,3 @@ class NewsIndex:
             if self._snapshot is not None:
                 self._snapshot.close()
                 self._snapshot = None
-
-
-def _renamed(item: Record | Failure, path: str, name: str) -> Record | Failure:
-    if isinstance(item, Failure):
-        return Failure(name + item.path[len(path):], item.reason)
-    return Record(item.fields, name + item.origin[len(path):], name, item.single_file,
-                  tuple(note.replace(path, name) for note in item.notes))
-

@@ -120,14 +120,26 @@ class Ingest:
         #: The story LSH, built from the catalog by the first batch and reused by the next ones.
         self._stories: StoryLSH | None = None
 
+    def current(self) -> Snapshot | None:
+        """The current generation, freshly read."""
+        return self._snapshot()
+
+    def embedder(self) -> Embedder:
+        """The embedder checked against the index (loaded on first use)."""
+        return self._embedder()
+
     def run(self, records: Iterator[Record | Failure], report: ReportBuilder) -> None:
         """Clean, plan and write every record; failures go to the report, never raise
         (a full disk or an unwritable folder raises IndexWriteError)."""
+        self.locked(lambda: self._run(records, report))
+
+    def locked(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (which commits batches) under the folder's write lock."""
         created = not self.folder.exists()
         with write_errors(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
         with WriteLock(self.folder, self.settings.lock_timeout):
-            self._run(records, report)
+            work()
         if created and self._snapshot() is None:
             remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
 
@@ -146,23 +158,38 @@ class Ingest:
             if len(batch) >= self.settings.commit_every:
                 self.commit(batch, report)
                 batch = []
+        self.last(batch, report)
+
+    def last(self, batch: list[Article], report: ReportBuilder) -> None:
+        """Commit the last batch, if any."""
         if batch or (self._snapshot() is None and not report.failed):
             self.commit(batch, report)  # an empty index is still written, so it can be opened
 
     def commit(self, batch: list[Article], report: ReportBuilder) -> None:
         """Write one batch as a new generation (nothing when it changes nothing)."""
         base = self._snapshot()
-        known = base.catalog.hashes([a.id for a in batch]) if base else {}
-        owners = base.catalog.ids_by_text_hash([a.text_hash for a in batch]) if base else {}
-        todo = plan(batch, known, owners)
+        todo = self.plan(batch, base)
         if not todo.todo and base is not None:
             report.planned(todo, 0)
             return
         embedder = self._embedder()
         chunks = self.chunk(todo.todo, embedder)
         vectors = self.embed(todo.todo, chunks, embedder)
+        self.write(base, todo, chunks, vectors, embedder.dim, report)
+
+    def plan(self, batch: Sequence[Article], base: Snapshot | None) -> Plan:
+        """``plan`` against the generation ``base`` (None: an empty index)."""
+        known = base.catalog.hashes([a.id for a in batch]) if base else {}
+        owners = base.catalog.ids_by_text_hash([a.text_hash for a in batch]) if base else {}
+        return plan(batch, known, owners)
+
+    def write(self, base: Snapshot | None, todo: Plan, chunks: Sequence[Sequence[Chunk]], vectors: Any, dim: int,
+              report: ReportBuilder) -> None:
+        """Publish a planned batch whose chunks and vectors are ready (``chunks[i]`` of
+        ``todo.todo[i]``, their vectors in that order): the one way a batch reaches the index,
+        whether it was embedded here or elsewhere (rag.pipeline_ray)."""
         s = self.settings
-        with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
+        with GenerationWriter(self.folder, base, index_model_id(s), dim, s.chunk_tokens, s.chunk_overlap,
                               s.exact_search_limit, self._stories) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
@@ -178,36 +205,51 @@ class Ingest:
         report.planned(todo, sum(len(c) for c in chunks))
 
     def chunk(self, articles: Sequence[Article], embedder: Embedder) -> list[list[Chunk]]:
-        # Leave room for the title line and the model's prompt inside its window.
-        target = min(self.settings.chunk_tokens, max(16, embedder.max_tokens - 48))
-        overlap = min(self.settings.chunk_overlap, target // 2)
-        if target < self.settings.chunk_tokens:
-            log.warning("RAG_CHUNK_TOKENS=%d exceeds what %s reads; using %d", self.settings.chunk_tokens,
-                        embedder.model_id, target)
-        return [chunk_article(a, embedder.count_tokens, target, overlap) for a in articles]
+        return chunk_articles(articles, embedder, self.settings)
 
     def embed(self, articles: Sequence[Article], chunks: list[list[Chunk]], embedder: Embedder) -> Any:
-        import numpy as np
+        bar = progress_bar(self.settings, "Embedding", sum(len(c) for c in chunks), "chunk")
 
-        texts = [embedding_text(a, c) for a, cs in zip(articles, chunks) for c in cs]
-        if not texts:
-            return np.zeros((0, embedder.dim), np.float32)
-        # Sort by length so each batch pads little; restore order afterwards.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), embedder.dim), np.float32)
-        bar = progress_bar(self.settings, "Embedding", len(texts), "chunk")
-        for start in range(0, len(order), EMBED_SLICE):
-            idx = order[start:start + EMBED_SLICE]
-            out[idx] = embedder.embed_documents([texts[i] for i in idx])
-            done = min(start + EMBED_SLICE, len(order))
-            bar(done)
-            self._report("embedding", done, len(texts))
+        def done(n: int, total: int) -> None:
+            bar(n)
+            self._report("embedding", n, total)
+        out = embed_chunks(articles, chunks, embedder, done)
         bar(None)
         return out
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress:
             self._progress(stage, done, total)
+
+
+def chunk_articles(articles: Sequence[Article], embedder: Embedder, settings: Settings) -> list[list[Chunk]]:
+    """Each article's chunks, sized for ``embedder``."""
+    # Leave room for the title line and the model's prompt inside its window.
+    target = min(settings.chunk_tokens, max(16, embedder.max_tokens - 48))
+    overlap = min(settings.chunk_overlap, target // 2)
+    if target < settings.chunk_tokens:
+        log.warning("RAG_CHUNK_TOKENS=%d exceeds what %s reads; using %d", settings.chunk_tokens,
+                    embedder.model_id, target)
+    return [chunk_article(a, embedder.count_tokens, target, overlap) for a in articles]
+
+
+def embed_chunks(articles: Sequence[Article], chunks: Sequence[Sequence[Chunk]], embedder: Embedder,
+                 done: Callable[[int, int], None] | None = None) -> Any:
+    """The vectors of every chunk, article by article (a float32 array of rows)."""
+    import numpy as np
+
+    texts = [embedding_text(a, c) for a, cs in zip(articles, chunks) for c in cs]
+    if not texts:
+        return np.zeros((0, embedder.dim), np.float32)
+    # Sort by length so each batch pads little; restore order afterwards.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), embedder.dim), np.float32)
+    for start in range(0, len(order), EMBED_SLICE):
+        idx = order[start:start + EMBED_SLICE]
+        out[idx] = embedder.embed_documents([texts[i] for i in idx])
+        if done:
+            done(min(start + EMBED_SLICE, len(order)), len(texts))
+    return out
 
 
 def embedding_text(article: Article, chunk: Chunk) -> str:

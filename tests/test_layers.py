@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"embed"},
     {"store"},
     {"pipeline", "retrieve"},
+    {"pipeline_ray"},  # drives rag.pipeline's Ingest on Ray
     {"index"},
     {"evidence", "feeds"},
     {"generate"},

@@ -63,6 +63,14 @@ class Record:
     notes: tuple[str, ...] = field(default=())
 
 
+def renamed(item: Record | Failure, path: str, name: str) -> Record | Failure:
+    """``item`` read from ``path``, reported and identified as ``name`` (an upload's own name)."""
+    if isinstance(item, Failure):
+        return Failure(name + item.path[len(path):], item.reason)
+    return Record(item.fields, name + item.origin[len(path):], name, item.single_file,
+                  tuple(note.replace(path, name) for note in item.notes))
+
+
 def display_path(path: str | bytes | os.PathLike[Any]) -> str:
     """A path as valid UTF-8 text: undecodable bytes become U+FFFD, one character each
     (so a prefix of the real name and of the shown one have the same length)."""

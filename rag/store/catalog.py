@@ -122,6 +122,16 @@ class Catalog:
             out.setdefault(row["text_hash"], row["id"])
         return out
 
+    def hash_map(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Every article's content hash by id, and the first id holding each text hash: what
+        a remote worker needs to skip unchanged and duplicate articles before embedding them."""
+        known: dict[str, str] = {}
+        owners: dict[str, str] = {}
+        for row in self._query("SELECT id, content_hash, text_hash FROM articles ORDER BY rowid"):
+            known[row["id"]] = row["content_hash"]
+            owners.setdefault(row["text_hash"], row["id"])
+        return known, owners
+
     def chunk_rowids(self, article_ids: Iterable[str]) -> list[int]:
         return [r[0] for r in self._query(f"SELECT rowid FROM chunks WHERE article_id IN {_EACH}",
                                           _json(article_ids))]
