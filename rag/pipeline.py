@@ -20,8 +20,10 @@ from rag.ingest.articles import to_article
 from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
-from rag.store.generation import GenerationWriter, Snapshot, write_errors
-from rag.store.lock import WriteLock, remove_if_only_lock
+from rag.store.base import Reader, Store
+from rag.store.generation import write_errors
+from rag.store.lock import remove_if_only_lock
+from rag.store.stores import open_store
 from rag.stories import StoryLSH
 from rag.titles import with_derived_title
 
@@ -110,9 +112,12 @@ class Ingest:
     written as generations, under the folder's write lock. ``snapshot`` returns the freshly
     read current generation; ``embedder`` the embedder checked against the index."""
 
-    def __init__(self, folder: Path, settings: Settings, snapshot: Callable[[], Snapshot | None],
-                 embedder: Callable[[], Embedder], progress: ProgressCallback | None = None) -> None:
+    def __init__(self, folder: Path, settings: Settings, snapshot: Callable[[], Reader | None],
+                 embedder: Callable[[], Embedder], progress: ProgressCallback | None = None,
+                 store: Store | None = None) -> None:
         self.folder = folder
+        #: Where batches are written (default: the folder's own store, as NewsIndex opens it).
+        self.store = store or open_store(folder, settings)
         self.settings = settings
         self._snapshot = snapshot
         self._embedder = embedder
@@ -126,7 +131,7 @@ class Ingest:
         created = not self.folder.exists()
         with write_errors(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
-        with WriteLock(self.folder, self.settings.lock_timeout):
+        with self.store.lock(self.settings.lock_timeout):
             self._run(records, report)
         if created and self._snapshot() is None:
             remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
@@ -162,8 +167,8 @@ class Ingest:
         chunks = self.chunk(todo.todo, embedder)
         vectors = self.embed(todo.todo, chunks, embedder)
         s = self.settings
-        with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
-                              s.exact_search_limit, self._stories) as writer:
+        with self.store.writer(base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
+                               s.exact_search_limit, self._stories) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
             offset = 0
