@@ -24,6 +24,10 @@ from rag.store.lock import WriteLock
 from conftest import BANKS, ROOT, dataset, make_settings
 from fake_openai import FakeOpenAI
 
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
+STORES = ("faiss", "milvus-server")  # they start rag processes: Milvus through a server
+
 RAG = str(Path(sys.executable).parent / "rag")
 
 

@@ -25,6 +25,10 @@ from rag.store import generation
 from conftest import BANKS, ROOT, make_settings
 from test_guarantees import RAG, assert_consistent, env_for, german_news
 
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
+STORES = ("faiss", "milvus-server")  # they start rag processes: Milvus through a server
+
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -14,6 +14,9 @@ from rag.retrieve.time_intent import parse_time_intent, recency_weight
 
 from conftest import dataset, make_settings
 
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
+
 NOW = date(2023, 12, 20)
 
 

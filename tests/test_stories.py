@@ -18,6 +18,9 @@ import rag
 from rag import stories
 from rag.ui.render import plain_answer, render_sources
 
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
+
 SAMPLE = ROOT / "rag" / "sample" / "derstandard-10kgnad.csv"
 
 

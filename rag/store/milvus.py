@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ LITE_FILE = "milvus.db"
 TEXT_PIECE = 16_000
 _PARTS = 4096  # texts' primary key: article row * _PARTS + piece
 _META_KEY = 0
-_clients: dict[tuple[str, str, str], Any] = {}
+#: Milvus Lite files kept open at once in a process (each runs a server process of its own).
+LITE_OPEN = 4
+_clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 _clients_lock = threading.Lock()
 
 
@@ -51,7 +54,12 @@ def connect(uri: str, token: str | None, db: str | None) -> Any:
         raise ConfigError("the Milvus store needs pymilvus and milvus-lite: pip install 'rag-news[milvus]'") from None
     key = (uri, token or "", db or "")
     with _clients_lock:
-        if key not in _clients:
+        if key in _clients:
+            _clients.move_to_end(key)
+        else:
+            lite = [k for k in _clients if "://" not in k[0]]
+            for old in lite[:max(0, len(lite) - LITE_OPEN + 1)] if "://" not in uri else []:
+                _clients.pop(old).close()  # the least recently used Lite file: reopened when asked again
             kwargs: dict[str, Any] = {"uri": uri, "token": token or ""}
             if db:
                 kwargs["db_name"] = db
@@ -81,7 +89,6 @@ class MilvusStore:
         self.uri = configured or on_disk.get("uri") or LITE_FILE
         self.db = settings.milvus_db or on_disk.get("db")
         self.names = Collections(on_disk.get("prefix") or settings.milvus_collection)
-        self._client: Any = None
 
     @property
     def is_local(self) -> bool:
@@ -89,10 +96,8 @@ class MilvusStore:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            uri = str(self.folder / self.uri) if self.is_local else self.uri  # a Lite file: beside the manifest
-            self._client = connect(uri, self.settings.milvus_token, self.db)
-        return self._client
+        uri = str(self.folder / self.uri) if self.is_local else self.uri  # a Lite file: beside the manifest
+        return connect(uri, self.settings.milvus_token, self.db)
 
     def location(self) -> dict[str, Any]:
         return {"uri": public_uri(self.uri), "db": self.db, "prefix": self.names.prefix,
@@ -132,7 +137,7 @@ class MilvusStore:
         if not (self.folder / MANIFEST).exists():
             return None
         info = self._info()
-        return MilvusSnapshot(self.client, self.names, self._manifest(info), info) if info else None
+        return MilvusSnapshot(self, self.names, self._manifest(info), info) if info else None
 
     def writer(self, base: MilvusSnapshot | None, embed_model: str, dim: int, chunk_tokens: int, chunk_overlap: int,
                exact_limit: int, stories: StoryLSH | None = None) -> MilvusWriter:
@@ -143,7 +148,7 @@ class MilvusStore:
         return WriteLock(self.folder, timeout)
 
     def close(self) -> None:
-        self._client = None  # the process keeps the connection for the next NewsIndex
+        pass  # the process keeps the connection for the next NewsIndex (see LITE_OPEN)
 
     # ---- schema ----
     def create(self, dim: int) -> None:
@@ -214,7 +219,6 @@ class MilvusWriter:
     def __init__(self, store: MilvusStore, base: MilvusSnapshot | None, meta: dict[str, Any],
                  stories: StoryLSH | None) -> None:
         self.store = store
-        self.client = store.client
         self.names = store.names
         self.base = base
         self.stories = stories
@@ -231,13 +235,17 @@ class MilvusWriter:
         self.published = info["generation"] if info else 0
         self.generation = self.published + 1
         self._next_row = info["next_row"] if info else 1
-        self.catalog = MilvusCatalog(self.client, self.names, self.generation)
+        self.catalog = MilvusCatalog(store, self.names, self.generation)
         self._removed: list[str] = []
         self._touched: set[str] = set()
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._undo(self.published)  # rows of a writer that died before publishing
         self.catalog.put_signatures = self._put_signatures  # type: ignore[method-assign]
         self.catalog.set_story = self._set_story  # type: ignore[method-assign]
+
+    @property
+    def client(self) -> Any:
+        return self.store.client
 
     def __enter__(self) -> MilvusWriter:
         return self
@@ -253,6 +261,8 @@ class MilvusWriter:
 
     def _insert(self, collection: str, rows: list[dict[str, Any]]) -> None:
         self._pending.setdefault(collection, []).extend(rows)
+        if sum(len(r) for r in self._pending.values()) >= 2000:
+            self._flush()
 
     def _flush(self) -> None:
         for collection, rows in self._pending.items():
@@ -292,6 +302,13 @@ class MilvusWriter:
              "terms": " ".join(tokenize(c.text, [lang])) or "\u2205", "vector": v.tolist(),
              "published": article.published_at, "source": article.source, "language": article.language}
             for r, c, v in zip(self._rows(len(chunks)), chunks, vectors)])
+
+    def add_stories(self, rows: Sequence[tuple[str, str | None, bytes]]) -> None:
+        """Story id and signature of added articles, already grouped (``rag migrate``: nothing to re-sign)."""
+        self._insert(self.names.stories, [
+            {"row": r, "article_id": a, "gen_from": self.generation, "gen_to": LIVE, "story_id": story,
+             "sig": base64.b64encode(blob).decode("ascii"), "_v": [0.0, 0.0]}
+            for r, (a, story, blob) in zip(self._rows(len(rows)), rows)])
 
     # ---- stories: the catalog's writing half, for rag.store.grouping ----
     def _put_signatures(self, rows: Sequence[tuple[str, bytes]]) -> None:

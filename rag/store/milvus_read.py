@@ -69,12 +69,16 @@ def batches(values: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
 class MilvusCatalog:
     """The articles, chunks and stories of generation ``gen`` (a writer's is its own, unpublished)."""
 
-    def __init__(self, client: Any, names: Collections, gen: int, info: dict[str, Any] | None = None) -> None:
-        self.client = client
+    def __init__(self, connection: Any, names: Collections, gen: int, info: dict[str, Any] | None = None) -> None:
+        self.connection = connection  # .client: a MilvusClient (reconnected if the process closed it)
         self.names = names
         self.gen = gen
         #: The published meta (counts, date range, languages); None in a writer's view: computed.
         self.info = info
+
+    @property
+    def client(self) -> Any:
+        return self.connection.client
 
     @property
     def visible(self) -> str:
@@ -299,9 +303,9 @@ class MilvusSnapshot:
 
     sparse_is_current = True
 
-    def __init__(self, client: Any, names: Collections, manifest: Manifest, info: dict[str, Any]) -> None:
+    def __init__(self, connection: Any, names: Collections, manifest: Manifest, info: dict[str, Any]) -> None:
         self.manifest = manifest
-        self.catalog = MilvusCatalog(client, names, manifest.generation, info)
+        self.catalog = MilvusCatalog(connection, names, manifest.generation, info)
         self._sparse = MilvusSparse(self.catalog, info.get("languages", []))
 
     @property
