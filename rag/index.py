@@ -25,7 +25,8 @@ from rag.settings import Settings
 from rag.pipeline import Ingest, ProgressCallback, ReportBuilder, progress_bar
 from rag.store.base import Reader, Store
 from rag.store.manifest import FORMAT_VERSION, MANIFEST, Manifest
-from rag.store.stores import open_store
+from rag.store.migrate import copy_index
+from rag.store.stores import milvus_target, open_store
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,18 @@ class NewsIndex:
                 writer.publish()
         self._fresh_snapshot()
         return True
+
+    def migrate(self, to: str, into: str | os.PathLike[str] | None = None) -> NewsIndex:
+        """Copy this FAISS index into a Milvus store (``to``: milvus://HOST:PORT[/DB], milvus:PATH or
+        milvus) as the new index folder ``into`` (default: this folder's name + "-milvus"), without
+        embedding anything again. Returns the new index; this one is left as it is."""
+        settings = milvus_target(to, self.settings)
+        folder = Path(into) if into is not None else self.folder.with_name(self.folder.name + "-milvus")
+        base = self._fresh_snapshot()
+        if base is None:
+            raise IndexNotFoundError(f"no index in {self.folder} to migrate")
+        copy_index(base, open_store(folder, settings), settings.exact_search_limit)  # type: ignore[arg-type]
+        return NewsIndex(folder, settings)
 
     def _fresh_snapshot(self) -> Reader | None:
         self._manifest_stamp = None  # force a re-read: another writer may have published

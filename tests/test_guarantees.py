@@ -57,7 +57,13 @@ def assert_consistent(index_dir: Path) -> int:
     idx = rag.open_index(index_dir, make_settings(index_dir), create=False)
     stats = idx.stats()
     snap = idx.snapshot()
-    assert snap.catalog.counts() == (stats.articles, stats.chunks) and snap.index.ntotal == stats.chunks
+    if idx.store.name == "milvus":  # the rows visible in the published generation, counted again
+        from rag.store.milvus_read import MilvusCatalog
+
+        catalog = MilvusCatalog(idx.store, idx.store.names, snap.manifest.generation)
+        assert catalog.counts() == (stats.articles, stats.chunks) and len(catalog.unsigned()) == 0
+    else:
+        assert snap.catalog.counts() == (stats.articles, stats.chunks) and snap.index.ntotal == stats.chunks
     if stats.chunks:
         assert idx.search("Regierung Wien", k=3)
     gens = sorted(p.name for p in index_dir.iterdir() if p.name.startswith("gen-"))

@@ -154,6 +154,11 @@ class Catalog:
         """Every article, in insertion order (``rag migrate`` copies them in it)."""
         return [r[0] for r in self._query("SELECT id FROM articles ORDER BY rowid")]
 
+    def ingested(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """When each article was ingested."""
+        return {r[0]: r[1] for r in self._query(f"SELECT id, ingested_at FROM articles WHERE id IN {_EACH}",
+                                                _json(article_ids))}
+
     def chunks_of(self, article_ids: Sequence[str]) -> dict[str, list[tuple[int, Chunk]]]:
         """(rowid, chunk) of each article's chunks, in order."""
         out: dict[str, list[tuple[int, Chunk]]] = {}

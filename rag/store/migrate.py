@@ -38,14 +38,19 @@ def copy_index(source: Snapshot, target: Store, exact_limit: int,
             chunks = catalog.chunks_of(batch)
             stories = catalog.stories_of(batch)
             signatures = dict(catalog.signatures(batch))
+            ingested = catalog.ingested(batch)
+            add_stories = getattr(writer, "add_stories", None)  # a Milvus writer: stories and dates kept
             for article_id in batch:
                 article = catalog.article(article_id)
                 if article is None:
                     raise IndexWriteError(f"article {article_id!r} vanished from {source.folder} while copying")
                 rows = chunks.get(article_id, [])
                 vectors = np.asarray(source.vectors.vectors[[position[r] for r, _ in rows]], dtype=np.float32)
-                writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim))
-            add_stories = getattr(writer, "add_stories", None)
+                if add_stories is not None:
+                    writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim),  # type: ignore
+                               ingested_at=ingested.get(article_id))
+                else:
+                    writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim))
             if add_stories is not None:  # else the target signs and groups them again when publishing
                 add_stories([(a, stories.get(a), signatures[a]) for a in batch if a in signatures])
             if progress:

@@ -44,6 +44,8 @@ _META_KEY = 0
 LITE_OPEN = 4
 _clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 _clients_lock = threading.Lock()
+#: (client, collection prefix) whose collections are loaded (searchable).
+_loaded: set[tuple[int, str]] = set()
 
 
 def connect(uri: str, token: str | None, db: str | None) -> Any:
@@ -59,7 +61,9 @@ def connect(uri: str, token: str | None, db: str | None) -> Any:
         else:
             lite = [k for k in _clients if "://" not in k[0]]
             for old in lite[:max(0, len(lite) - LITE_OPEN + 1)] if "://" not in uri else []:
-                _clients.pop(old).close()  # the least recently used Lite file: reopened when asked again
+                evicted = _clients.pop(old)  # the least recently used Lite file: reopened when asked again
+                _loaded.difference_update({k for k in _loaded if k[0] == id(evicted)})
+                evicted.close()
             kwargs: dict[str, Any] = {"uri": uri, "token": token or ""}
             if db:
                 kwargs["db_name"] = db
@@ -97,7 +101,14 @@ class MilvusStore:
     @property
     def client(self) -> Any:
         uri = str(self.folder / self.uri) if self.is_local else self.uri  # a Lite file: beside the manifest
-        return connect(uri, self.settings.milvus_token, self.db)
+        client = connect(uri, self.settings.milvus_token, self.db)
+        if (id(client), self.names.prefix) not in _loaded:
+            # A reopened Milvus Lite file (or a restarted server) has its collections released.
+            for name in self.names.all():
+                if client.has_collection(name):
+                    client.load_collection(name)
+            _loaded.add((id(client), self.names.prefix))
+        return client
 
     def location(self) -> dict[str, Any]:
         return {"uri": public_uri(self.uri), "db": self.db, "prefix": self.names.prefix,
@@ -282,9 +293,11 @@ class MilvusWriter:
                                   (self.names.stories, "article_id")):
             self._retire(collection, [r["row"] for r in self.catalog._by_ids(collection, field, article_ids, ["row"])])
 
-    def add(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add(self, article: Article, chunks: Sequence[Chunk], vectors: np.ndarray, ingested_at: str | None = None
+            ) -> None:
+        """``ingested_at``: when it first was (``rag migrate``), else now."""
         (row,) = self._rows(1)
-        g, now = self.generation, now_iso()
+        g, now = self.generation, ingested_at or now_iso()
         self._insert(self.names.articles, [{
             "row": row, "id": article.id, "gen_from": g, "gen_to": LIVE, "title": article.title, "url": article.url,
             "source": article.source, "author": article.author, "published": article.published_at,

@@ -31,3 +31,23 @@ def open_store(folder: Path, settings: Settings) -> Store:
     if name not in STORES:
         raise ConfigError(f"{folder} uses the index store {name!r}, which this rag does not know; upgrade rag")
     return STORES[name](folder, settings)
+
+
+def milvus_target(to: str, settings: Settings) -> Settings:
+    """Settings for a Milvus store named like ``rag migrate --to``: ``milvus://HOST:PORT[/DB]`` (a server;
+    ``milvus+https://`` for TLS), ``milvus:PATH`` (a Milvus Lite file) or ``milvus`` (Lite, in the index folder)."""
+    from urllib.parse import urlsplit
+
+    if to in ("milvus", "milvus:"):
+        return settings.replace(store="milvus", milvus_uri=None, milvus_db=None)
+    parts = urlsplit(to)
+    if parts.scheme in ("milvus", "milvus+http", "milvus+https") and parts.netloc:
+        if "@" in parts.netloc:
+            raise ConfigError("put Milvus credentials in RAG_MILVUS_TOKEN, not in the --to address")
+        scheme = "https" if parts.scheme == "milvus+https" else "http"
+        db = parts.path.strip("/") or None
+        return settings.replace(store="milvus", milvus_uri=f"{scheme}://{parts.netloc}", milvus_db=db)
+    if to.startswith("milvus:") and not to.startswith("milvus://"):
+        return settings.replace(store="milvus", milvus_uri=str(Path(to[len("milvus:"):]).expanduser().resolve()),
+                                milvus_db=None)
+    raise ConfigError(f"--to {to!r}: expected milvus://HOST:PORT[/DB], milvus:PATH or milvus")
