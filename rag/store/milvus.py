@@ -366,6 +366,10 @@ class MilvusWriter:
                                  "build": build_info() | {"pymilvus": _version("pymilvus")}}
         info = {"generation": g, "articles": articles, "chunks": chunks, "date_range": list(cat.date_range()),
                 "languages": sorted(langs), "next_row": self._next_row, "manifest": manifest}
+        # Sealed segments: Milvus Lite searches rows still in a growing segment ~10x slower (1 s vs 0.1 s
+        # at 4,000 chunks), and a server persists them.
+        for name in (self.names.chunks, self.names.articles, self.names.stories):
+            self.client.flush(name)
         self.client.upsert(self.names.meta, [{"key": _META_KEY, "info": json.dumps(info), "_v": [0.0, 0.0]}])
         self._published = True
         published = self.store._manifest(info)
