@@ -139,7 +139,8 @@ def index_store(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture
-def each_store(index_store: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def each_store(index_store: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a test on every store its module names: ``make_settings`` and the ``rag`` processes it
     starts (through the environment) make new indexes in it."""
     STORE.clear()
@@ -147,6 +148,8 @@ def each_store(index_store: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     env = {"store": "RAG_STORE", "milvus_uri": "RAG_MILVUS_URI", "milvus_token": "RAG_MILVUS_TOKEN"}
     for key, value in index_store.items():
         monkeypatch.setenv(env[key], value)
+    if index_store.get("milvus_uri"):  # a new index a rag process makes: collections of this test's own
+        monkeypatch.setenv("RAG_MILVUS_COLLECTION", milvus_prefix(Path(request.node.nodeid)))
     yield index_store.get("store", "faiss")
     STORE.clear()
 
