@@ -179,6 +179,19 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    index = rag.open_index(settings.index_dir, settings, create=False)
+    target = index.migrate(args.to, args.into)
+    stats = target.stats()
+    if args.json:
+        _print_json({"index": str(target.folder), "stats": stats.to_dict()})
+    else:
+        print(f"copied {stats.articles} articles, {stats.chunks} chunks into {safe(str(target.folder))} "
+              f"(Milvus); use it with --index {safe(str(target.folder))} or RAG_INDEX")
+    return EXIT_OK
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     settings = _settings(args)
     index = rag.open_index(settings.index_dir, settings, create=False)
@@ -382,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upgrade", parents=[common], help="rewrite an index made by an older version in today's format")
     p.set_defaults(func=cmd_upgrade)
+
+    p = sub.add_parser("migrate", parents=[common],
+                       help="copy a FAISS index into Milvus without embedding again (a new index folder)")
+    p.add_argument("--to", required=True, metavar="URI",
+                   help="milvus://HOST:PORT[/DB] (a server; token in RAG_MILVUS_TOKEN), milvus:PATH (a Milvus Lite "
+                        "file) or milvus (Lite, inside the new folder)")
+    p.add_argument("--into", metavar="FOLDER", default=None,
+                   help="the new index folder (default: the index folder's name + '-milvus')")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question with cited sources")
     p.add_argument("question")

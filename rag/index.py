@@ -8,13 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rag.embed import Embedder, index_model_id, load_embedder, mismatch_hint, settle
-from rag.errors import (ArticleNotFoundError, IndexCorruptError, IndexFolderError, IndexNotFoundError,
+from rag.errors import (ArticleNotFoundError, IndexFolderError, IndexNotFoundError,
                         InvalidQueryError, ModelMismatchError)
 from rag.ingest.articles import detect_query_language
 from rag.ingest.fetch import FetchLimits, looks_like_url
@@ -25,9 +24,10 @@ from rag.retrieve import Retrieval, RetrievalOptions, retrieve
 from rag.settings import Settings
 from rag.pipeline import Ingest, ProgressCallback, ReportBuilder, progress_bar
 from rag.pipeline_ray import ingest_on_ray
-from rag.store.generation import GenerationWriter, Snapshot
-from rag.store.lock import WriteLock
-from rag.store.manifest import FORMAT_VERSION, MANIFEST, Manifest, read_manifest
+from rag.store.base import Reader, Store
+from rag.store.manifest import FORMAT_VERSION, MANIFEST, Manifest
+from rag.store.migrate import copy_index
+from rag.store.stores import milvus_target, open_store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class NewsIndex:
         if folder.exists() and not folder.is_dir():
             raise IndexFolderError(f"{folder} is a file, not an index folder; give a folder with --index "
                                    f"or RAG_INDEX (it is created if missing)")
-        manifest = read_manifest(folder) if folder.is_dir() else None
+        #: Where the chunks live (RAG_STORE for a new index; an existing one keeps its own).
+        self.store: Store = open_store(folder, settings)
+        manifest = self.store.manifest()
         # RAG_ONNX_PRECISION=auto keeps an existing index's precision (an index built on torch stays fp32).
         self.settings = settings = settle(settings, manifest.embed_model if manifest else None)
         if manifest is None and not create:
@@ -61,8 +63,8 @@ class NewsIndex:
                 f"index {folder} was built with embedding model {manifest.embed_model!r} "
                 f"(dim {manifest.dim}), but the configured model is {index_model_id(settings)!r}; "
                 f"{mismatch_hint(manifest.embed_model, settings)}")
-        self._snapshot: Snapshot | None = None
-        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._snapshot: Reader | None = None
+        self._manifest_stamp: object = None
         self._lock = threading.Lock()
 
     # ---- reading ----
@@ -76,40 +78,16 @@ class NewsIndex:
                                      f"{embedder.model_id!r} makes {embedder.dim}-d ones")
         return embedder
 
-    def snapshot(self) -> Snapshot | None:
+    def snapshot(self) -> Reader | None:
         """The current generation (reopened when another process published one)."""
         with self._lock:
-            try:
-                st = (self.folder / MANIFEST).stat()
-                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-            except FileNotFoundError:
+            stamp = self.store.stamp()
+            if stamp is None:
                 return None
             if self._snapshot is None or stamp != self._manifest_stamp:
-                self._snapshot = self._open_snapshot()
+                self._snapshot = self.store.snapshot()
                 self._manifest_stamp = stamp
             return self._snapshot
-
-    def _open_snapshot(self) -> Snapshot | None:
-        # A writer keeps the published generation and the one before; one publishing faster
-        # than we open can remove the generation we read the manifest for. Then the manifest
-        # names a newer one: open that. Only a failure on the generation still current is real.
-        for attempt in range(20):
-            manifest = read_manifest(self.folder)
-            if manifest is None:
-                return None
-            try:
-                return Snapshot(self.folder, manifest)
-            except (FileNotFoundError, IndexCorruptError) as exc:
-                latest = read_manifest(self.folder)
-                if latest is not None and latest.generation == manifest.generation:
-                    if isinstance(exc, IndexCorruptError):
-                        raise
-                    raise IndexCorruptError(f"index {self.folder}: {exc.filename or exc} named by the manifest is "
-                                            f"missing; the index is damaged (restore it or rebuild it with "
-                                            f"'rag ingest')") from exc
-                log.debug("generation %d was superseded while opening it; retrying", manifest.generation)
-                time.sleep(0.01 * attempt)
-        raise IndexCorruptError(f"index {self.folder}: generation folder keeps disappearing")
 
     def _current_manifest(self) -> Manifest | None:
         snap = self.snapshot()
@@ -254,7 +232,7 @@ class NewsIndex:
         wanted = list(dict.fromkeys([article_ids] if isinstance(article_ids, str) else article_ids))
         if not all(isinstance(i, str) for i in wanted):
             raise InvalidQueryError("article ids must be strings")
-        with WriteLock(self.folder, self.settings.lock_timeout):
+        with self.store.lock(self.settings.lock_timeout):
             base = self._fresh_snapshot()
             present = set(base.catalog.hashes(wanted)) if base is not None else set()
             deleted = tuple(i for i in wanted if i in present)
@@ -262,8 +240,8 @@ class NewsIndex:
             if not deleted:
                 return report
             s = self.settings
-            with GenerationWriter(self.folder, base, index_model_id(s), base.manifest.dim, s.chunk_tokens,
-                                  s.chunk_overlap, s.exact_search_limit) as writer:
+            with self.store.writer(base, index_model_id(s), base.manifest.dim, s.chunk_tokens,
+                                   s.chunk_overlap, s.exact_search_limit) as writer:
                 writer.remove(list(deleted))
                 writer.publish()
         self._fresh_snapshot()
@@ -272,25 +250,38 @@ class NewsIndex:
     def upgrade(self) -> bool:
         """Rewrite an index written in an older format (the manifest's ``format_version``) as
         the current one, with the same articles, chunks and vectors. False: nothing to do."""
-        with WriteLock(self.folder, self.settings.lock_timeout):
+        with self.store.lock(self.settings.lock_timeout):
             base = self._fresh_snapshot()
             if base is None or (base.manifest.format_version == FORMAT_VERSION and base.sparse_is_current):
                 return False
             log.info("upgrading %s from format %d to %d", self.folder, base.manifest.format_version, FORMAT_VERSION)
             s = self.settings
-            with GenerationWriter(self.folder, base, base.manifest.embed_model, base.manifest.dim,
-                                  base.manifest.chunk_tokens, base.manifest.chunk_overlap,
-                                  s.exact_search_limit) as writer:
+            with self.store.writer(base, base.manifest.embed_model, base.manifest.dim,
+                                   base.manifest.chunk_tokens, base.manifest.chunk_overlap,
+                                   s.exact_search_limit) as writer:
                 writer.publish()
         self._fresh_snapshot()
         return True
 
-    def _fresh_snapshot(self) -> Snapshot | None:
+    def migrate(self, to: str, into: str | os.PathLike[str] | None = None) -> NewsIndex:
+        """Copy this FAISS index into a Milvus store (``to``: milvus://HOST:PORT[/DB], milvus:PATH or
+        milvus) as the new index folder ``into`` (default: this folder's name + "-milvus"), without
+        embedding anything again. Returns the new index; this one is left as it is."""
+        settings = milvus_target(to, self.settings)
+        folder = Path(into) if into is not None else self.folder.with_name(self.folder.name + "-milvus")
+        base = self._fresh_snapshot()
+        if base is None:
+            raise IndexNotFoundError(f"no index in {self.folder} to migrate")
+        copy_index(base, open_store(folder, settings), settings.exact_search_limit)  # type: ignore[arg-type]
+        return NewsIndex(folder, settings)
+
+    def _fresh_snapshot(self) -> Reader | None:
         self._manifest_stamp = None  # force a re-read: another writer may have published
         return self.snapshot()
 
     def _pipeline(self, progress: ProgressCallback | None) -> Ingest:
-        return Ingest(self.folder, self.settings, self._fresh_snapshot, lambda: self.embedder, progress)
+        return Ingest(self.folder, self.settings, self._fresh_snapshot, lambda: self.embedder, progress,
+                      store=self.store)
 
     def close(self) -> None:
         """Close the current generation's files (the index can be opened again)."""
@@ -298,3 +289,4 @@ class NewsIndex:
             if self._snapshot is not None:
                 self._snapshot.close()
                 self._snapshot = None
+            self.store.close()

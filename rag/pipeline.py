@@ -20,8 +20,10 @@ from rag.ingest.articles import to_article
 from rag.ingest.readers import Record
 from rag.news import Article, Chunk, Duplicate, Failure, IngestReport
 from rag.settings import Settings
-from rag.store.generation import GenerationWriter, Snapshot, write_errors
-from rag.store.lock import WriteLock, remove_if_only_lock
+from rag.store.base import Reader, Store
+from rag.store.generation import write_errors
+from rag.store.lock import remove_if_only_lock
+from rag.store.stores import open_store
 from rag.stories import StoryLSH
 from rag.titles import with_derived_title
 
@@ -110,9 +112,12 @@ class Ingest:
     written as generations, under the folder's write lock. ``snapshot`` returns the freshly
     read current generation; ``embedder`` the embedder checked against the index."""
 
-    def __init__(self, folder: Path, settings: Settings, snapshot: Callable[[], Snapshot | None],
-                 embedder: Callable[[], Embedder], progress: ProgressCallback | None = None) -> None:
+    def __init__(self, folder: Path, settings: Settings, snapshot: Callable[[], Reader | None],
+                 embedder: Callable[[], Embedder], progress: ProgressCallback | None = None,
+                 store: Store | None = None) -> None:
         self.folder = folder
+        #: Where batches are written (default: the folder's own store, as NewsIndex opens it).
+        self.store = store or open_store(folder, settings)
         self.settings = settings
         self._snapshot = snapshot
         self._embedder = embedder
@@ -120,7 +125,7 @@ class Ingest:
         #: The story LSH, built from the catalog by the first batch and reused by the next ones.
         self._stories: StoryLSH | None = None
 
-    def current(self) -> Snapshot | None:
+    def current(self) -> Reader | None:
         """The current generation, freshly read."""
         return self._snapshot()
 
@@ -138,7 +143,7 @@ class Ingest:
         created = not self.folder.exists()
         with write_errors(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
-        with WriteLock(self.folder, self.settings.lock_timeout):
+        with self.store.lock(self.settings.lock_timeout):
             work()
         if created and self._snapshot() is None:
             remove_if_only_lock(self.folder)  # every input failed: leave no empty index behind
@@ -177,20 +182,20 @@ class Ingest:
         vectors = self.embed(todo.todo, chunks, embedder)
         self.write(base, todo, chunks, vectors, embedder.dim, report)
 
-    def plan(self, batch: Sequence[Article], base: Snapshot | None) -> Plan:
+    def plan(self, batch: Sequence[Article], base: Reader | None) -> Plan:
         """``plan`` against the generation ``base`` (None: an empty index)."""
         known = base.catalog.hashes([a.id for a in batch]) if base else {}
         owners = base.catalog.ids_by_text_hash([a.text_hash for a in batch]) if base else {}
         return plan(batch, known, owners)
 
-    def write(self, base: Snapshot | None, todo: Plan, chunks: Sequence[Sequence[Chunk]], vectors: Any, dim: int,
+    def write(self, base: Reader | None, todo: Plan, chunks: Sequence[Sequence[Chunk]], vectors: Any, dim: int,
               report: ReportBuilder) -> None:
         """Publish a planned batch whose chunks and vectors are ready (``chunks[i]`` of
         ``todo.todo[i]``, their vectors in that order): the one way a batch reaches the index,
         whether it was embedded here or elsewhere (rag.pipeline_ray)."""
         s = self.settings
-        with GenerationWriter(self.folder, base, index_model_id(s), dim, s.chunk_tokens, s.chunk_overlap,
-                              s.exact_search_limit, self._stories) as writer:
+        with self.store.writer(base, index_model_id(s), dim, s.chunk_tokens, s.chunk_overlap,
+                               s.exact_search_limit, self._stories) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
             offset = 0

@@ -4,6 +4,7 @@ passed explicitly. Nothing here runs at import time."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ GeneratorName = Literal["auto", "openai", "local", "extractive"]
 #: Weights of the ONNX embedding backend: as exported, int8 (dynamic, per channel), or "auto":
 #: int8 for a new index, and whatever an existing index was built with (see rag.embed.settle).
 OnnxPrecision = Literal["auto", "fp32", "int8"]
+#: The index stores (rag.store.STORES).
+STORE_NAMES = ("faiss", "milvus")
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 GENERATOR_NAMES: tuple[GeneratorName, ...] = get_args(GeneratorName)
 ONNX_PRECISIONS: tuple[OnnxPrecision, ...] = get_args(OnnxPrecision)
@@ -164,6 +167,15 @@ class Settings:
     group_stories: bool = env("RAG_GROUP_STORIES", True, _bool)
     #: Show progress bars (None: when stderr is a terminal).
     progress: bool | None = env("RAG_PROGRESS", None, _bool)
+    #: Where a new index keeps its chunks and vectors: "faiss" (files in the index folder) or "milvus"
+    #: (collections in a Milvus server or a Milvus Lite file). An existing index keeps the store it has.
+    store: str = env("RAG_STORE", "faiss")
+    #: The Milvus server ("http://host:19530") or Milvus Lite file; None: milvus.db in the index folder.
+    milvus_uri: str | None = env("RAG_MILVUS_URI", None)
+    milvus_token: str | None = env("RAG_MILVUS_TOKEN", None, secret=True)
+    milvus_db: str | None = env("RAG_MILVUS_DB", None)
+    #: Prefix of the index's collection names (several indexes can share one Milvus database).
+    milvus_collection: str = env("RAG_MILVUS_COLLECTION", "rag_news")
 
     # ---- generation (cited answers) ----
     #: An OpenAI-compatible server; either one set makes "auto" use it.
@@ -198,6 +210,10 @@ class Settings:
         # The messages name the variable and what it must be, not the value given (see load_from_env).
         if self.generator not in GENERATOR_NAMES:
             raise ConfigError(f"RAG_GENERATOR must be one of {', '.join(GENERATOR_NAMES)}")
+        if self.store not in STORE_NAMES:
+            raise ConfigError(f"RAG_STORE must be one of {', '.join(STORE_NAMES)}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise ConfigError("RAG_MILVUS_COLLECTION must be letters, digits and underscores")
         if self.chunk_tokens < 16:
             raise ConfigError("RAG_CHUNK_TOKENS must be at least 16")
         if not 0 <= self.chunk_overlap < self.chunk_tokens:

@@ -13,7 +13,10 @@ import pytest
 import rag
 from rag.store.lock import WriteLock
 
-from conftest import BANKS, make_settings
+from conftest import BANKS, make_settings, skip_on_milvus
+
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
 
 ARTICLES = [
     {"id": "ecb", "title": "EZB erhöht Leitzins", "source": "Wire DE", "language": "de", "published_at": "2023-03-16",
@@ -38,10 +41,17 @@ def test_add_search_and_manifest(index: rag.NewsIndex) -> None:
     assert manifest["embedding"] == {"model": index.settings.embed_model + "@onnx-int8", "dim": 896}  # int8 ONNX
     assert manifest["counts"] == {"articles": 4, "chunks": 4}
     assert manifest["vector_index"]["kind"] == "flat"
-    data = index.folder / manifest["data_dir"]
-    assert sorted(p.name for p in data.iterdir()) == ["bm25", "chunks.faiss", "news.sqlite", "vector_ids.npy",
-                                                      "vectors.npy"]
-    assert set(manifest["files"]) >= {"news.sqlite", "chunks.faiss", "bm25/bm25_ids.npy"}
+    if index.store.name == "milvus":  # no generation folder: the manifest names the collections, not the token
+        assert manifest["store"] == "milvus" and not (index.folder / manifest["data_dir"]).exists()
+        assert set(manifest["location"]) == {"uri", "db", "prefix", "collections"}
+        assert manifest["location"]["uri"] == (index.settings.milvus_uri or "milvus.db")
+        assert len(manifest["location"]["collections"]) == 5 and not manifest["files"]
+    else:
+        assert "store" not in manifest  # the FAISS manifest is as it always was
+        data = index.folder / manifest["data_dir"]
+        assert sorted(p.name for p in data.iterdir()) == ["bm25", "chunks.faiss", "news.sqlite", "vector_ids.npy",
+                                                          "vectors.npy"]
+        assert set(manifest["files"]) >= {"news.sqlite", "chunks.faiss", "bm25/bm25_ids.npy"}
     stats = index.stats()
     assert stats.articles == 4 and stats.sources["Wire EN"] == 2 and stats.languages["de"] == 2
 
@@ -137,6 +147,7 @@ def test_missing_index_without_create(tmp_path: Path) -> None:
 
 
 def test_tampered_manifest_and_truncated_files(sample_copy: Path) -> None:
+    skip_on_milvus("damaged FAISS, SQLite and manifest files")
     settings = make_settings(sample_copy)
     manifest_path = sample_copy / "manifest.json"
     good = manifest_path.read_text()
@@ -183,15 +194,24 @@ def test_failed_write_leaves_previous_generation(index: rag.NewsIndex, monkeypat
     index.add_articles(ARTICLES[:2])
     before = (index.folder / "manifest.json").read_text()
     import rag.store.generation as generation
+    import rag.store.milvus as milvus
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
+    if index.store.name == "milvus":  # fails after the rows are written, before the meta row names them
+        monkeypatch.setattr(milvus, "regroup", boom)
     monkeypatch.setattr(generation.vec, "save_index", boom)
     with pytest.raises(OSError, match="disk full"):
         index.add_articles(ARTICLES[2:])
     assert (index.folder / "manifest.json").read_text() == before
-    assert sorted(p.name for p in index.folder.iterdir() if p.name.startswith("gen-")) == ["gen-000001"]
+    if index.store.name == "milvus":  # the aborted writer's rows are gone, the retired ones back
+        client, names = index.store.client, index.store.names
+        for name in (names.articles, names.chunks, names.stories):
+            rows = client.query(name, filter="gen_from >= 0", output_fields=["gen_from", "gen_to"])
+            assert rows and all(r["gen_from"] == 1 and r["gen_to"] > 1 for r in rows)
+    else:
+        assert sorted(p.name for p in index.folder.iterdir() if p.name.startswith("gen-")) == ["gen-000001"]
     fresh = rag.open_index(index.folder, index.settings)
     assert fresh.stats().articles == 2
 
@@ -209,12 +229,14 @@ def test_large_index_switches_to_hnsw(tmp_path: Path, embedder) -> None:
     settings = make_settings(tmp_path / "idx", exact_search_limit=5)
     idx = rag.open_index(settings.index_dir, settings)
     idx.add_articles(ARTICLES + [{"text": f"Kurzmeldung Nummer {i}: Wetter in Stadt {i} sonnig."} for i in range(6)])
-    assert json.loads((settings.index_dir / "manifest.json").read_text())["vector_index"]["kind"] == "hnsw"
+    if idx.store.name == "faiss":  # Milvus picks its own index (FLAT in Milvus Lite)
+        assert json.loads((settings.index_dir / "manifest.json").read_text())["vector_index"]["kind"] == "hnsw"
     assert idx.search("European Central Bank interest rate", k=1)[0].article_id == "ecb"
     assert {h.article_id for h in idx.search("rates", k=5, filters={"source": "Wire EN"})} == {"fed", "apple"}
 
 
 def test_catalog_is_plain_sqlite_and_no_pickle(sample_index_dir: Path) -> None:
+    skip_on_milvus("the FAISS store's files")
     manifest = json.loads((sample_index_dir / "manifest.json").read_text())
     data = sample_index_dir / manifest["data_dir"]
     db = sqlite3.connect(data / "news.sqlite")

@@ -22,8 +22,12 @@ import pytest
 import rag
 from rag.store import generation
 
-from conftest import BANKS, ROOT, make_settings
+from conftest import BANKS, ROOT, make_settings, skip_on_milvus
 from test_guarantees import RAG, assert_consistent, env_for, german_news
+
+#: Every test here runs on each store (tests/conftest.py: index_store).
+pytestmark = pytest.mark.usefixtures("each_store")
+STORES = ("faiss", "milvus-server")  # they start rag processes: Milvus through a server
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -133,6 +137,7 @@ def _unshare_works() -> bool:
 
 @pytest.mark.timeout(900)
 def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    skip_on_milvus("the index's data is on the Milvus server, not on this disk")
     if not _unshare_works():
         pytest.skip("cannot mount a tmpfs here (no user namespaces); see the injected-ENOSPC test")
     texts = german_news(50)
@@ -173,6 +178,7 @@ def test_full_disk_on_a_real_tmpfs_is_a_clear_error_and_loses_nothing(tmp_path: 
 
 def test_injected_enospc_while_copying_the_catalog_leaves_no_generation(tmp_path: Path, embedder,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_on_milvus("the SQLite catalog copied into a generation folder")
     index_dir = tmp_path / "index"
     idx = rag.open_index(index_dir, make_settings(index_dir))
     idx.add_articles([{"id": "a", "text": "Die Stadt baut eine neue Straßenbahn."},
@@ -300,6 +306,7 @@ def test_log_lines_are_terminal_safe_and_libraries_quiet() -> None:
 
 
 def test_a_missing_current_generation_is_a_clear_error(tmp_path: Path, embedder) -> None:
+    skip_on_milvus("generation folders (test_milvus: collections that hold no index)")
     index_dir = tmp_path / "index"
     rag.open_index(index_dir, make_settings(index_dir)).add_articles([{"id": "a", "text": "Die Stadt baut."}])
     (current,) = _gens(index_dir)

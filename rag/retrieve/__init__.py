@@ -23,7 +23,7 @@ from rag.retrieve.stories import one_copy_per_story, with_copies
 from rag.retrieve.timeline import CHANGE, TimelineIntent, arrange, parse_timeline_intent
 from rag.retrieve.time_intent import TimeIntent, parse_time_intent, recency_weight
 from rag.settings import RETRIEVAL_MODES, RetrievalMode
-from rag.store.generation import Snapshot
+from rag.store.base import Reader as Snapshot
 
 log = logging.getLogger(__name__)
 

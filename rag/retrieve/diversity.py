@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from rag.news import Hit
-from rag.store.generation import Snapshot
+from rag.store.base import Reader as Snapshot
 
 
 def cap_per_article(hits: list[Hit], k: int, cap: int | None) -> list[Hit]:

@@ -14,7 +14,7 @@ import dataclasses
 import re
 
 from rag.news import Hit
-from rag.store.generation import Snapshot
+from rag.store.base import Reader as Snapshot
 from rag.titles import lead_end
 
 #: Numbers ("1.39", "2017") and capitalised words ("Glendale", "Kerber"): what a changed fact changes.

@@ -160,6 +160,24 @@ class Catalog:
                                "JOIN articles a ON a.id = c.article_id ORDER BY c.rowid"):
             yield row[0], row[1], row[2]
 
+    def article_ids(self) -> list[str]:
+        """Every article, in insertion order (``rag migrate`` copies them in it)."""
+        return [r[0] for r in self._query("SELECT id FROM articles ORDER BY rowid")]
+
+    def ingested(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """When each article was ingested."""
+        return {r[0]: r[1] for r in self._query(f"SELECT id, ingested_at FROM articles WHERE id IN {_EACH}",
+                                                _json(article_ids))}
+
+    def chunks_of(self, article_ids: Sequence[str]) -> dict[str, list[tuple[int, Chunk]]]:
+        """(rowid, chunk) of each article's chunks, in order."""
+        out: dict[str, list[tuple[int, Chunk]]] = {}
+        for r in self._query(f"SELECT rowid, article_id, ordinal, start, end, n_tokens, text FROM chunks "
+                             f"WHERE article_id IN {_EACH} ORDER BY article_id, ordinal", _json(article_ids)):
+            out.setdefault(r[1], []).append((r[0], Chunk(article_id=r[1], ordinal=r[2], start=r[3], end=r[4],
+                                                         n_tokens=r[5], text=r[6])))
+        return out
+
     def spans(self, spans: Sequence[tuple[str, int, int]]) -> list[str]:
         """Text of (article_id, start, end) spans of article texts."""
         out = []

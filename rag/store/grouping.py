@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 import numpy as np
 
-from rag.store.catalog import Catalog
+from rag.store.base import StoryCatalog as Catalog
 from rag.stories import StoryLSH, components, from_blob, signature, to_blob
 
 log = logging.getLogger(__name__)

@@ -47,9 +47,14 @@ class Manifest:
     #: The rag that wrote it, and what it was built with (Python, FAISS, bm25s, tokenizer).
     rag_version: str | None = None
     build: dict[str, str] = field(default_factory=dict)
+    #: Which store holds the chunks (rag.store.stores.STORES); "faiss" is not written (the files beside).
+    store: str = "faiss"
+    #: Where another store keeps them (Milvus: the URI without token, database, collections).
+    location: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        where = {"store": self.store, "location": self.location} if self.store != "faiss" else {}
+        return where | {
             "format": FORMAT, "format_version": self.format_version,
             "rag_version": self.rag_version, "build": self.build,
             "embedding": {"model": self.embed_model, "dim": self.dim},
@@ -89,6 +94,8 @@ class Manifest:
                 format_version=version,
                 rag_version=data.get("rag_version") if isinstance(data.get("rag_version"), str) else None,
                 build={str(k): str(v) for k, v in _typed(data.get("build", {}), dict).items()},
+                store=_typed(data.get("store", "faiss"), str),
+                location=_typed(data.get("location", {}), dict),
             )
         except (KeyError, TypeError) as exc:
             raise bad(f"missing or mistyped field ({exc})") from None
