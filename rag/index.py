@@ -251,7 +251,7 @@ class NewsIndex:
                 return report
             s = self.settings
             with GenerationWriter(self.folder, base, index_model_id(s), base.manifest.dim, s.chunk_tokens,
-                                  s.chunk_overlap, s.exact_search_limit) as writer:
+                                  s.chunk_overlap, s.exact_search_limit, hnsw_limit=s.hnsw_limit) as writer:
                 writer.remove(list(deleted))
                 writer.publish()
         self._fresh_snapshot()
@@ -268,7 +268,7 @@ class NewsIndex:
             s = self.settings
             with GenerationWriter(self.folder, base, base.manifest.embed_model, base.manifest.dim,
                                   base.manifest.chunk_tokens, base.manifest.chunk_overlap,
-                                  s.exact_search_limit) as writer:
+                                  s.exact_search_limit, hnsw_limit=s.hnsw_limit) as writer:
                 writer.publish()
         self._fresh_snapshot()
         return True

@@ -163,7 +163,7 @@ class Ingest:
         vectors = self.embed(todo.todo, chunks, embedder)
         s = self.settings
         with GenerationWriter(self.folder, base, index_model_id(s), embedder.dim, s.chunk_tokens, s.chunk_overlap,
-                              s.exact_search_limit, self._stories) as writer:
+                              s.exact_search_limit, self._stories, s.hnsw_limit) as writer:
             if todo.updated:
                 writer.remove([a.id for a in todo.updated])
             offset = 0
