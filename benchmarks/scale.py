@@ -1,12 +1,28 @@
-"""Search latency and memory at 10k, 100k (and optionally 1M) chunks, on SYNTHETIC data.
+"""Stores at 10k, 100k and 1M chunks: ingest rate, search latency, recall vs exact, RAM and disk.
 
 Run from the repository root (prints figures; this is not a test):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scale.py [--sizes 10000,100000[,1000000]] [--dims 896[,384]] \
-        [--faiss-sizes 1000000] [--faiss-dims 384] [--queries 200] [--answers 20] \
-        [--png benchmarks/latency_vs_size.png] [--json out.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scale.py [--stores faiss[,faiss-hnsw,faiss-ivfpq]] \
+        [--sizes 10000,100000,1000000] [--queries 200] [--real 2000] [--words 30] [--workdir DIR] \
+        [--stores-png benchmarks/stores_vs_size.png] [--json out.json] [--detail] [--faiss-sizes 1000000]
 
-Each index folder is a real one, written through rag.store.generation.GenerationWriter: the
+The store table (the default) prints one row per (store, size), all stores given the same data
+(ScaleData): 896-d vectors drawn around --real embedded 10kGNAD passages (benchmarks/scale_data.py;
+real-like, not isotropic), --words-word texts, 8 chunks per article, and real questions (XQuAD, in
+English). A store is a class with build(data, folder) and open(folder, dim) in STORES: "faiss" is
+the shipped store with the vector index kind chosen by size (flat / HNSW / IVF-PQ), "faiss-hnsw" and
+"faiss-ivfpq" force a kind; another backend adds a class there. Each build and each measurement
+runs in its own child process: ingest rate = chunks / wall time of writing them (embedding excluded:
+the vectors are given) with the child's CPU time beside it; search = index.search(question, k=10,
+mode="dense"), i.e. the query embedding + vector search + passages from SQLite; recall@10 = overlap of
+the store's dense top 10 with the exact top 10 over the same vectors; RAM = RSS growth of a fresh
+process from opening the store to its first search, split into anonymous and file-backed (mmapped)
+pages from /proc/self/status, and again after all searches; disk = the index folder's bytes.
+
+--detail adds the older report on rank-64 synthetic vectors (hybrid search, extractive answers,
+flat vs HNSW dense() timings) for --dims; --faiss-sizes measures FAISS alone (flat vs HNSW).
+
+--detail, in full: each index folder is a real one, written through rag.store.generation.GenerationWriter: the
 bundled sample corpus ingested for real (real text and vectors, so answers quote real
 sentences), plus synthetic articles of 8 chunks each up to the size: texts of --words words
 drawn (Zipf) from the sample corpus vocabulary, vectors from a rank-64 Gaussian plus noise,
@@ -27,6 +43,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +58,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, folder_bytes, machine, machine_line, percentiles_ms, rss_mb, write_json  # noqa: E402
+from common import (  # noqa: E402
+    REPO, SHARED, folder_bytes, machine, machine_line, percentiles_ms, rss_mb, write_json)
 
 MODELS = {896: "bundled:multilingual-e5-small+use-m3", 384: "bundled:multilingual-e5-small"}
 CHUNKS_PER_ARTICLE, RANK, SEED, BLOCK = 8, 64, 7, 8192
@@ -49,10 +67,11 @@ GOAL_MS, GOAL_SIZE = 30.0, 100_000
 BUDGET_S = 30.0  # at most this long per timed loop (at least 10 calls)
 
 
-def settings_for(dim: int, folder: Path) -> Any:
+def settings_for(dim: int, folder: Path, **overrides: Any) -> Any:
     from rag.settings import Settings
 
-    return Settings.from_env(environ={}, dotenv=None, embed_model=MODELS[dim], index_dir=folder, progress=False)
+    return Settings.from_env(environ={}, dotenv=None, embed_model=MODELS[dim], index_dir=folder, progress=False,
+                             **overrides)
 
 
 @functools.cache
@@ -105,7 +124,8 @@ def build(size: int, dim: int, folder: Path, words: int) -> dict[str, Any]:
                             block_texts[first:first + CHUNKS_PER_ARTICLE],
                             block_vectors[first:first + CHUNKS_PER_ARTICLE], words)
         manifest = writer.publish()
-    return {"build_s": time.perf_counter() - t0 - gen_s, "generate_s": gen_s, "chunks": manifest.chunks, "real_chunks": snap.manifest.chunks,
+    return {"build_s": time.perf_counter() - t0 - gen_s, "generate_s": gen_s, "chunks": manifest.chunks,
+            "real_chunks": snap.manifest.chunks,
             "kind": manifest.vector_index, "disk_bytes": folder_bytes(folder / manifest.data_dir),
             "faiss_bytes": manifest.file_sizes["chunks.faiss"]}
 
@@ -273,25 +293,256 @@ def report_faiss(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(f"{r['dim']:>4} {r['chunks']:>8} {r['flat_build_s']:>10.1f} {r['flat_bytes_per_chunk']:>10.0f} "
               f"{r['dense_flat']['p50_ms']:>6.1f} / {r['dense_flat']['p95_ms']:<5.1f} {r['hnsw_build_s']:>10.1f} "
-              f"{r['hnsw_bytes_per_chunk']:>10.0f} {r['dense_hnsw']['p50_ms']:>6.2f} / {r['dense_hnsw']['p95_ms']:<5.2f} "
+              f"{r['hnsw_bytes_per_chunk']:>10.0f} {r['dense_hnsw']['p50_ms']:>6.2f} / "
+              f"{r['dense_hnsw']['p95_ms']:<5.2f} "
               f"{r['hnsw_recall@10']:>5.3f}")
+
+
+# ---- one table for every store: rows per (store, size) ----
+# A store is a class with build(data, folder) and open(folder) (see FaissStore); STORES maps the
+# --stores names to them, so another backend (e.g. a Milvus one) adds a class and a line here.
+
+
+class ScaleData:
+    """The same chunks for every store: ``vectors`` (n, dim) real-like (scale_data.RealLike,
+    memory-mapped from the work folder), texts of ``words`` words (Zipf over the 10kGNAD
+    vocabulary), 8 chunks per article; and real questions with their exact top 10."""
+
+    def __init__(self, folder: Path, size: int, dim: int, words: int) -> None:
+        self.folder, self.size, self.dim, self.words = folder, size, dim, words
+        self.vectors = np.load(folder / f"vectors-{dim}-{size}.npy", mmap_mode="r")
+        self.questions: list[str] = json.loads((folder / "questions.json").read_text())
+        self.query_vectors = np.load(folder / f"queries-{dim}.npy")
+        self.exact = np.load(folder / f"exact-{dim}-{size}.npy")  # (queries, 10) chunk positions
+        self.vocab = json.loads((folder / "vocab.json").read_text())
+
+    def articles(self, block: int = BLOCK) -> Any:
+        """(number, texts, vectors) per synthetic article, in position order (chunk i of article a
+        is position 8a + i)."""
+        rng = np.random.default_rng(SEED + self.size)
+        vocab = np.array(self.vocab)
+        zipf = 1.0 / np.arange(1, len(vocab) + 1)
+        for start in range(0, self.size, block):
+            m = min(block, self.size - start)
+            picks = vocab[rng.choice(len(vocab), size=(m, self.words), p=zipf / zipf.sum())]
+            texts = [" ".join(p) + "." for p in picks]
+            vectors = np.asarray(self.vectors[start:start + m])
+            for first in range(0, m, CHUNKS_PER_ARTICLE):
+                yield (start + first) // CHUNKS_PER_ARTICLE, texts[first:first + CHUNKS_PER_ARTICLE], \
+                    vectors[first:first + CHUNKS_PER_ARTICLE]
+
+
+def prepare_data(work: Path, sizes: list[int], dim: int, n_real: int, shared: Path, n_queries: int) -> None:
+    """Writes what ScaleData reads: embeds --real passages and the questions once (cached)."""
+    import scale_data
+
+    from rag.embed import index_model_id, load_embedder
+
+    settings = settings_for(dim, work)
+    emb = load_embedder(settings)
+    from rag.settings import cache_home
+
+    real = scale_data.real_vectors(emb, index_model_id(settings), shared, n_real, cache_home() / "bench-scale")
+    questions = scale_data.questions(shared)[:n_queries]
+    (work / "questions.json").write_text(json.dumps(questions))
+    queries = np.stack([emb.embed_query(q) for q in questions]).astype(np.float32)
+    np.save(work / f"queries-{dim}.npy", queries)
+    counts = Counter(w.lower() for t in scale_data.passages(shared, n_real) for w in re.findall(r"\w{3,}", t))
+    (work / "vocab.json").write_text(json.dumps([w for w, _ in counts.most_common()]))
+    gen = scale_data.RealLike(real)
+    for size in sizes:
+        path = work / f"vectors-{dim}-{size}.npy"
+        if not path.exists():
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(size, dim))
+            rng = np.random.default_rng(SEED + size)
+            for start in range(0, size, 65_536):
+                out[start:start + 65_536] = gen.draw(min(65_536, size - start), rng)
+            out.flush()
+            del out
+        vectors = np.load(path, mmap_mode="r")
+        scores = np.concatenate([np.asarray(vectors[s:s + 65_536]) @ queries.T for s in range(0, size, 65_536)])
+        top = np.argpartition(-scores, 10, axis=0)[:10].T if size > 10 else np.argsort(-scores, axis=0).T
+        np.save(work / f"exact-{dim}-{size}.npy", top.astype(np.int64))
+
+
+class FaissStore:
+    """The default store (FAISS + SQLite + BM25), written through GenerationWriter like an ingest
+    of pre-embedded articles; the vector index kind is the one the settings choose by size."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self.overrides = overrides  # settings: the default size thresholds, or a forced kind
+
+    def build(self, data: ScaleData, folder: Path) -> dict[str, Any]:
+        from rag.embed import index_model_id
+        from rag.store.generation import GenerationWriter
+        from rag.store.lock import WriteLock
+
+        s = settings_for(data.dim, folder, **self.overrides)
+        folder.mkdir(parents=True, exist_ok=True)
+        with WriteLock(folder, 0):
+            with GenerationWriter(folder, None, index_model_id(s), data.dim, s.chunk_tokens, s.chunk_overlap,
+                                  s.exact_search_limit, hnsw_limit=s.hnsw_limit) as writer:
+                for number, texts, vectors in data.articles():
+                    add_article(writer, number, texts, vectors, data.words)
+                manifest = writer.publish()
+        return {"kind": manifest.vector_index, "disk_bytes": folder_bytes(folder / manifest.data_dir),
+                "faiss_bytes": manifest.file_sizes["chunks.faiss"]}
+
+    def open(self, folder: Path, dim: int) -> tuple[Callable[[str], Any], Callable[[np.ndarray], list[int]]]:
+        """(search a question: embed + dense search + passages, the timed call;
+        dense top 10 of a query vector as chunk positions, for recall)."""
+        import rag
+
+        idx = rag.open_index(folder, settings_for(dim, folder), create=False)
+        snap = idx.snapshot()
+        assert snap is not None
+
+        def positions(vector: np.ndarray) -> list[int]:
+            out = []
+            for hit in snap.catalog.hits(snap.dense(vector, 10)):
+                article, ordinal = hit.chunk_id.split("#")
+                out.append(CHUNKS_PER_ARTICLE * int(article.removeprefix("syn-")) + int(ordinal))
+            return out
+
+        return (lambda q: idx.search(q, k=10, mode="dense")), positions
+
+
+STORES: dict[str, Callable[[], Any]] = {
+    "faiss": FaissStore,  # the kind chosen by size, as shipped
+    "faiss-hnsw": functools.partial(FaissStore, exact_search_limit=0, hnsw_limit=10**12),
+    "faiss-ivfpq": functools.partial(FaissStore, exact_search_limit=0, hnsw_limit=0),
+}
+
+
+def memory_kb() -> dict[str, float]:
+    """Resident memory split (KiB): anonymous (heap: cannot be dropped) and file-backed
+    (mmapped files: the kernel may evict them under pressure and re-read on use)."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            fields[key] = float(value.split()[0])
+    return fields
+
+
+def store_child(role: str, store_name: str, size: int, dim: int, work: Path, words: int) -> dict[str, Any]:
+    import resource
+
+    store = STORES[store_name]()
+    data = ScaleData(work, size, dim, words)
+    folder = work / f"{store_name}-{dim}-{size}"
+    if role == "build":
+        shutil.rmtree(folder, ignore_errors=True)
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        out = store.build(data, folder)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["build_s"] = time.perf_counter() - t0
+        out["build_cpu_s"] = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+        out.setdefault("disk_bytes", folder_bytes(folder))
+        return out
+    from rag.embed import load_embedder
+
+    load_embedder(settings_for(dim, folder)).embed_query("warm-up")  # cached: the store's search reuses it
+    before = memory_kb()
+    cpu0 = time.process_time()
+    search, positions = store.open(folder, dim)
+    search(data.questions[0])
+    after = memory_kb()
+    out: dict[str, Any] = {f"{k}_delta_kb": after[k] - before[k] for k in before}
+    times, cpu_times = [], []
+    for q in data.questions[1:]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        search(q)
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    out["search"] = percentiles_ms(times)
+    out["search_cpu_ms_mean"] = 1000 * float(np.mean(cpu_times))
+    found = [positions(v) for v in data.query_vectors]
+    out["recall@10"] = float(np.mean([len(set(f) & set(e.tolist())) / len(e) for f, e in zip(found, data.exact)]))
+    out["measure_cpu_s"] = time.process_time() - cpu0
+    end = memory_kb()  # after every search: re-scoring has paged in parts of the vector matrix
+    out |= {f"{k}_end_delta_kb": end[k] - before[k] for k in before}
+    return out
+
+
+def run_store_child(role: str, args: argparse.Namespace, store: str, size: int, dim: int, work: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--role", f"store-{role}", "--store", store, "--size", str(size),
+           "--dim", str(dim), "--folder", str(work), "--words", str(args.words)]
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def store_table(rows: list[dict[str, Any]]) -> None:
+    print("\nRAM = growth of a fresh process's RSS from opening the store to its first search, per chunk: anonymous "
+          "(heap) + file-backed (mmapped pages, evictable); in brackets after all searches. Ingest excludes "
+          "embedding (vectors given). CPU = process CPU time (the machine may be shared).")
+    print("\n| store | kind | chunks | ingest chunks/s (CPU s) | search p50 / p95 ms (CPU ms) | recall@10 vs exact "
+          "| RAM KB/chunk: anon + file [after searches] | disk KB/chunk | FAISS B/chunk |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        n = r["size"]
+        anon, file_ = r["RssAnon_delta_kb"] / n, r["RssFile_delta_kb"] / n
+        anon_end, file_end = r["RssAnon_end_delta_kb"] / n, r["RssFile_end_delta_kb"] / n
+        print(f"| {r['store']} | {r.get('kind', '')} | {n:,} | {n / r['build_s']:,.0f} ({r['build_cpu_s']:.0f}) "
+              f"| {r['search']['p50_ms']:.1f} / {r['search']['p95_ms']:.1f} ({r['search_cpu_ms_mean']:.1f}) "
+              f"| {r['recall@10']:.3f} | {anon:.2f} + {file_:.2f} [{anon_end:.2f} + {file_end:.2f}] "
+              f"| {r['disk_bytes'] / n / 1024:.2f} | {r.get('faiss_bytes', float('nan')) / n:.0f} |")
+
+
+def plot_stores(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for store in dict.fromkeys(r["store"] for r in rows):
+        mine = sorted((r for r in rows if r["store"] == store), key=lambda r: r["size"])
+        x = [r["size"] for r in mine]
+        axes[0].plot(x, [r["search"]["p50_ms"] for r in mine], marker="o", label=f"{store} p50")
+        axes[0].plot(x, [r["search"]["p95_ms"] for r in mine], "--", marker="o", label=f"{store} p95")
+        axes[1].plot(x, [r["recall@10"] for r in mine], marker="o", label=store)
+        axes[2].plot(x, [(r["RssAnon_delta_kb"] + r["RssFile_delta_kb"]) / r["size"] for r in mine], marker="o",
+                     label=f"{store} RAM")
+        axes[2].plot(x, [r["disk_bytes"] / r["size"] / 1024 for r in mine], "--", marker="o", label=f"{store} disk")
+    axes[0].axhline(50, color="grey", linewidth=0.8)
+    axes[1].axhline(0.95, color="grey", linewidth=0.8)
+    axes[2].axhline(0.6, color="grey", linewidth=0.8)
+    for ax, ylabel in zip(axes, ("search incl. query embedding (ms)", "recall@10 vs exact", "KB per chunk")):
+        ax.set(xscale="log", xlabel="chunks", ylabel=ylabel)
+        ax.legend(fontsize=7)
+    axes[2].set_yscale("log")
+    fig.suptitle("Stores vs size (real-like 896-d vectors, real questions)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="10000,100000", help="comma-separated chunk counts (1000000 is optional)")
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated chunk counts")
     ap.add_argument("--dims", default="896", help="896 (default model) and/or 384 (e5-small), comma-separated")
-    ap.add_argument("--words", type=int, default=60, help="words per synthetic chunk")
+    ap.add_argument("--words", type=int, default=30, help="words per synthetic chunk")
     ap.add_argument("--queries", type=int, default=200, help="timed searches per measurement (budget 30 s each)")
     ap.add_argument("--answers", type=int, default=20, help="timed answers per size")
     ap.add_argument("--workdir", type=Path, help="where index folders are built (default: a temp dir, removed)")
     ap.add_argument("--png", type=Path, default=REPO / "benchmarks" / "latency_vs_size.png")
+    ap.add_argument("--stores-png", type=Path, default=REPO / "benchmarks" / "stores_vs_size.png")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    ap.add_argument("--faiss-sizes", default="1000000",
+    ap.add_argument("--faiss-sizes", default="",
                     help="sizes measured for the FAISS part alone (synthetic vectors; '' for none)")
     ap.add_argument("--faiss-dims", default="384",
                     help="dimensions for --faiss-sizes (HNSW at 1M x 896-d takes ~30 min to build here)")
-    ap.add_argument("--role", choices=["build", "measure", "faiss"], help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--stores", default="faiss",
+                    help="the store table (default): stores compared at --sizes on real-like vectors ('' for none)")
+    ap.add_argument("--detail", action="store_true",
+                    help="also the older detailed report (hybrid search, answers, flat vs HNSW) on rank-64 vectors")
+    ap.add_argument("--real", type=int, default=2000, help="real 10kGNAD passages embedded to draw vectors around")
+    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("RAG_SHARED", SHARED)),
+                    help="folder holding datasets/ (10kgnad, xquad-dev)")
+    ap.add_argument("--role", choices=["build", "measure", "faiss", "store-build", "store-measure"],
+                    help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--store", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -305,17 +556,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "measure":
         print(json.dumps(measure(args.dim, args.folder, args.queries, args.answers)))
         return 0
+    if args.role in ("store-build", "store-measure"):
+        print(json.dumps(store_child(args.role.removeprefix("store-"), args.store, args.size, args.dim, args.folder,
+                                     args.words)))
+        return 0
 
     facts = machine()
     print(machine_line(facts))
-    print(f"SYNTHETIC data: rank-{RANK} Gaussian vectors + noise and {args.words}-word texts from the sample "
-          f"corpus vocabulary, plus the real sample corpus; latency of real embeddings/texts may differ.")
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="rag-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    store_rows: list[dict[str, Any]] = []
     faiss_rows: list[dict[str, Any]] = []
     try:
-        for dim in (int(d) for d in args.dims.split(",")):
+        stores = [name for name in args.stores.split(",") if name.strip()]
+        dim = int(args.dims.split(",")[0])
+        if stores:
+            print(f"REAL-LIKE data: {dim}-d vectors drawn around {args.real} embedded 10kGNAD passages "
+                  f"(benchmarks/scale_data.py), {args.words}-word texts, {args.queries} real XQuAD questions; "
+                  f"search = index.search(question, k=10, mode='dense') incl. the query embedding")
+            print("... preparing vectors", file=sys.stderr, flush=True)
+            prepare_data(work, sizes, dim, args.real, args.shared, args.queries)
+            for store in stores:
+                for size in sizes:
+                    print(f"... {store}, {size} chunks: build", file=sys.stderr, flush=True)
+                    row = {"store": store, "dim": dim, "size": size} | run_store_child("build", args, store, size,
+                                                                                      dim, work)
+                    print(f"... {store}, {size} chunks: measure", file=sys.stderr, flush=True)
+                    store_rows.append(row | run_store_child("measure", args, store, size, dim, work))
+                    shutil.rmtree(work / f"{store}-{dim}-{size}", ignore_errors=True)
+        for dim in (int(d) for d in args.dims.split(",")) if args.detail else ():
             for size in sizes:
                 folder = work / f"index-{dim}-{size}"
                 shutil.rmtree(folder, ignore_errors=True)
@@ -331,11 +602,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    report(rows, sizes)
+    if store_rows:
+        store_table(store_rows)
+        plot_stores(store_rows, args.stores_png)
+        print(f"\nwrote {args.stores_png}")
+    if rows:
+        print(f"\nDetail, SYNTHETIC data: rank-{RANK} Gaussian vectors + noise and {args.words}-word texts from the "
+              f"sample corpus vocabulary, plus the real sample corpus")
+        report(rows, sizes)
+        plot(rows, args.png)
+        print(f"\nwrote {args.png}")
     report_faiss(faiss_rows)
-    plot(rows, args.png)
-    print(f"\nwrote {args.png}")
-    write_json(args.json, {"machine": facts, "synthetic": True, "words_per_chunk": args.words, "rows": rows,
+    write_json(args.json, {"machine": facts, "words_per_chunk": args.words, "stores": store_rows, "rows": rows,
                            "faiss_only": faiss_rows})
     return 0
 

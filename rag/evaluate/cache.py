@@ -33,7 +33,7 @@ FORMAT = 1
 INDEX_CODE = ("chunk.py", "index.py", "ingest", "store", "embed", "stories.py")
 #: The settings that change what an index holds.
 INDEX_SETTINGS = ("embed_model", "embed_backend", "query_prefix", "passage_prefix", "chunk_tokens",
-                  "chunk_overlap", "exact_search_limit", "languages", "onnx_precision")
+                  "chunk_overlap", "exact_search_limit", "hnsw_limit", "languages", "onnx_precision")
 
 
 def default_cache_dir() -> Path:

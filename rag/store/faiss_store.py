@@ -22,6 +22,8 @@ class FaissStore:
 
     def __init__(self, folder: Path, settings: Settings | None = None) -> None:
         self.folder = folder
+        #: Above this many chunks the FAISS index is IVF-PQ (RAG_HNSW_LIMIT; None: HNSW at any size).
+        self.hnsw_limit = settings.hnsw_limit if settings is not None else None
 
     def manifest(self) -> Manifest | None:
         return read_manifest(self.folder) if self.folder.is_dir() else None
@@ -58,7 +60,7 @@ class FaissStore:
     def writer(self, base: Snapshot | None, embed_model: str, dim: int, chunk_tokens: int, chunk_overlap: int,
                exact_limit: int, stories: StoryLSH | None = None) -> GenerationWriter:
         return GenerationWriter(self.folder, base, embed_model, dim, chunk_tokens, chunk_overlap, exact_limit,
-                                stories)
+                                stories, self.hnsw_limit)
 
     def lock(self, timeout: float) -> WriteLock:
         return WriteLock(self.folder, timeout)

@@ -101,13 +101,13 @@ class Snapshot:
         """Top-k (rowid, cosine) by the FAISS index (exact in numpy for small filtered sets)."""
         if allowed is not None and (len(allowed) <= EXACT_FILTER_LIMIT or self.manifest.vector_index == "flat"):
             return vec.exact_search(self.vectors, query, k, allowed)
-        return vec.search(self.index, query, k, allowed)
+        return vec.search(self.index, query, k, allowed, self.vectors)
 
     def similarities(self, query: np.ndarray, rowids: Sequence[int]) -> dict[int, float]:
         """Cosine of the query with given chunks (for fusing sparse-only hits)."""
         if not len(rowids):
             return {}
-        rows = np.flatnonzero(np.isin(self.vectors.ids, np.asarray(rowids, dtype=np.int64)))
+        rows = self.vectors.rows(np.asarray(rowids, dtype=np.int64))
         scores = np.asarray(self.vectors.vectors[rows] @ query.astype(np.float32))
         return {int(self.vectors.ids[r]): float(s) for r, s in zip(rows, scores)}
 
@@ -133,7 +133,8 @@ class GenerationWriter:
     (an error, an interrupt) removes the unpublished generation, so readers never see it."""
 
     def __init__(self, folder: Path, base: Snapshot | None, embed_model: str, dim: int,
-                 chunk_tokens: int, chunk_overlap: int, exact_limit: int, stories: StoryLSH | None = None) -> None:
+                 chunk_tokens: int, chunk_overlap: int, exact_limit: int, stories: StoryLSH | None = None,
+                 hnsw_limit: int | None = None) -> None:
         self.folder = folder
         self.base = base
         #: The story LSH of an ingest's previous batch, reused when it is in step with ``base``.
@@ -143,6 +144,8 @@ class GenerationWriter:
         self.generation = (base.manifest.generation if base else 0) + 1
         self.data = folder / gen_dir_name(self.generation)
         self._meta = (embed_model, dim, chunk_tokens, chunk_overlap, exact_limit)
+        #: Above this many chunks the index is IVF-PQ (None: never).
+        self.hnsw_limit = hnsw_limit
         self._dropped: set[int] = set()
         self._new_vectors: list[np.ndarray] = []
         self._new_ids: list[int] = []
@@ -207,8 +210,12 @@ class GenerationWriter:
         if len(vset.ids) != n_chunks:
             raise IndexCorruptError(f"internal error: {len(vset.ids)} vectors for {n_chunks} chunks")
         vec.save_vectors(self.data, vset)
-        kind = vec.choose_kind(len(vset.ids), exact_limit)
-        vec.save_index(self.data, vec.build_index(vset, kind))
+        kind = vec.choose_kind(len(vset.ids), exact_limit, self.hnsw_limit)
+        index = None
+        if kind == "ivfpq" and self.base is not None and self.base.manifest.vector_index == "ivfpq":
+            index = vec.update_index(self.base.index, len(vset.ids), self._dropped, new,
+                                     np.asarray(self._new_ids, dtype=np.int64))
+        vec.save_index(self.data, index if index is not None else vec.build_index(vset, kind))
         sizes = {}
         for path in sorted(p for p in self.data.rglob("*") if p.is_file()):
             with path.open("rb") as fh:

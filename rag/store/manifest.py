@@ -36,7 +36,7 @@ class Manifest:
     data_dir: str  # "gen-000007", relative to the index folder
     articles: int
     chunks: int
-    vector_index: str  # "flat" | "hnsw"
+    vector_index: str  # "flat" | "hnsw" | "ivfpq"
     created: str
     updated: str
     chunk_tokens: int
@@ -101,7 +101,7 @@ class Manifest:
             raise bad(f"missing or mistyped field ({exc})") from None
         if not _GEN_DIR.match(m.data_dir):
             raise bad(f"data_dir {m.data_dir!r} is not a generation folder name")
-        if m.dim <= 0 or m.articles < 0 or m.chunks < 0 or m.vector_index not in ("flat", "hnsw"):
+        if m.dim <= 0 or m.articles < 0 or m.chunks < 0 or m.vector_index not in ("flat", "hnsw", "ivfpq"):
             raise bad("impossible values (dim, counts or vector index kind)")
         if any(name.startswith(("/", ".")) or ".." in name.split("/") for name in m.file_sizes):
             raise bad("file names must be relative paths inside the generation folder")
