@@ -2,8 +2,9 @@
 
 Run from the repository root (prints figures; this is not a test):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scale.py [--stores faiss[,faiss-hnsw,faiss-ivfpq]] \
-        [--sizes 10000,100000,1000000] [--queries 200] [--real 2000] [--words 30] [--workdir DIR] \
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scale.py [--stores faiss[,faiss-hnsw,faiss-ivfpq,milvus-lite,
+        langchain-faiss]] [--sizes 10000,100000,1000000] [--max-size milvus-lite=100000] [--rounds 1] \
+        [--queries 200] [--real 2000] [--words 30] [--workdir DIR] \
         [--stores-png benchmarks/stores_vs_size.png] [--json out.json] [--detail] [--faiss-sizes 1000000]
 
 The store table (the default) prints one row per (store, size), all stores given the same data
@@ -11,13 +12,21 @@ The store table (the default) prints one row per (store, size), all stores given
 real-like, not isotropic), --words-word texts, 8 chunks per article, and real questions (XQuAD, in
 English). A store is a class with build(data, folder) and open(folder, dim) in STORES: "faiss" is
 the shipped store with the vector index kind chosen by size (flat / HNSW / IVF-PQ), "faiss-hnsw" and
-"faiss-ivfpq" force a kind; another backend adds a class there. Each build and each measurement
-runs in its own child process: ingest rate = chunks / wall time of writing them (embedding excluded:
-the vectors are given) with the child's CPU time beside it; search = index.search(question, k=10,
-mode="dense"), i.e. the query embedding + vector search + passages from SQLite; recall@10 = overlap of
-the store's dense top 10 with the exact top 10 over the same vectors; RAM = RSS growth of a fresh
-process from opening the store to its first search, split into anonymous and file-backed (mmapped)
-pages from /proc/self/status, and again after all searches; disk = the index folder's bytes.
+"faiss-ivfpq" force a kind; "milvus-lite" is the shipped Milvus store (RAG_STORE=milvus) on a Milvus
+Lite file in the index folder, written through its MilvusWriter; "langchain-faiss" is the peer,
+LangChain's FAISS vector store (from_embeddings / save_local / load_local, searched with
+similarity_search_with_score_by_vector after embed_query through the same embedder), and every
+other store gets ratios against it per size. --max-size caps a store's sizes (Milvus Lite searches
+exactly: ~1 s per query at 100k). Each build and each measurement runs in its own child process,
+all builds of a size first, then --rounds measurements per store in alternate order: ingest rate =
+chunks / wall time of writing them (embedding excluded: the vectors are given) with CPU time beside
+it; search = index.search(question, k=10, mode="dense"), i.e. the query embedding + vector search +
+passages from SQLite (Milvus: from its collections); recall@10 = overlap of the store's dense top 10
+with the exact top 10 over the same vectors; RAM = RSS growth of a fresh process tree (milvus-lite 3
+serves its file from threads of the process itself; a child server would be counted) from opening
+the store to its first search, split
+into anonymous and file-backed (mmapped) pages from /proc/PID/status, and again after all searches;
+CPU likewise includes the children; disk = the index folder's bytes.
 
 --detail adds the older report on rank-64 synthetic vectors (hybrid search, extractive answers,
 flat vs HNSW dense() timings) for --dims; --faiss-sizes measures FAISS alone (flat vs HNSW).
@@ -374,26 +383,31 @@ class FaissStore:
 
     def build(self, data: ScaleData, folder: Path) -> dict[str, Any]:
         from rag.embed import index_model_id
-        from rag.store.generation import GenerationWriter
-        from rag.store.lock import WriteLock
+        from rag.store.stores import open_store
 
         s = settings_for(data.dim, folder, **self.overrides)
         folder.mkdir(parents=True, exist_ok=True)
-        with WriteLock(folder, 0):
-            with GenerationWriter(folder, None, index_model_id(s), data.dim, s.chunk_tokens, s.chunk_overlap,
-                                  s.exact_search_limit, hnsw_limit=s.hnsw_limit) as writer:
+        store = open_store(folder, s)  # the settings' store: FAISS (GenerationWriter) or Milvus (MilvusWriter)
+        with store.lock(0):
+            with store.writer(None, index_model_id(s), data.dim, s.chunk_tokens, s.chunk_overlap,
+                              s.exact_search_limit) as writer:
                 for number, texts, vectors in data.articles():
                     add_article(writer, number, texts, vectors, data.words)
                 manifest = writer.publish()
-        return {"kind": manifest.vector_index, "disk_bytes": folder_bytes(folder / manifest.data_dir),
-                "faiss_bytes": manifest.file_sizes["chunks.faiss"]}
+        store.close()
+        out: dict[str, Any] = {"kind": manifest.vector_index}
+        if (folder / manifest.data_dir).is_dir():  # FAISS: the generation's files (Milvus: the whole folder)
+            out["disk_bytes"] = folder_bytes(folder / manifest.data_dir)
+        if "chunks.faiss" in manifest.file_sizes:
+            out["faiss_bytes"] = manifest.file_sizes["chunks.faiss"]
+        return out
 
     def open(self, folder: Path, dim: int) -> tuple[Callable[[str], Any], Callable[[np.ndarray], list[int]]]:
         """(search a question: embed + dense search + passages, the timed call;
         dense top 10 of a query vector as chunk positions, for recall)."""
         import rag
 
-        idx = rag.open_index(folder, settings_for(dim, folder), create=False)
+        idx = rag.open_index(folder, settings_for(dim, folder, **self.overrides), create=False)
         snap = idx.snapshot()
         assert snap is not None
 
@@ -407,21 +421,145 @@ class FaissStore:
         return (lambda q: idx.search(q, k=10, mode="dense")), positions
 
 
+class MilvusLiteStore(FaissStore):
+    """The product's Milvus store on a Milvus Lite file in the index folder (RAG_STORE=milvus without
+    RAG_MILVUS_URI): written through MilvusWriter and searched through NewsIndex like the FAISS rows.
+    milvus-lite 3.x serves the file from a gRPC server in threads of this process (no child process:
+    checked, the process has none), so its memory and CPU are the process's; milvus-lite 1.x ran a
+    C++ child process, which memory_kb / children_cpu_s would add (they sum the process tree)."""
+
+    def __init__(self) -> None:
+        super().__init__(store="milvus")
+
+    def build(self, data: ScaleData, folder: Path) -> dict[str, Any]:
+        return super().build(data, folder) | {"kind": "lite-flat"}  # Lite searches exactly (FLAT)
+
+
+def langchain_embeddings(dim: int, folder: Path) -> Any:
+    """LangChain's Embeddings interface around rag's embedder (the same model and query prefix)."""
+    from langchain_core.embeddings import Embeddings
+
+    from rag.embed import load_embedder
+
+    embedder = load_embedder(settings_for(dim, folder))  # cached per process
+
+    class RagEmbeddings(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [v.tolist() for v in embedder.embed_documents(texts)]
+
+        def embed_query(self, text: str) -> list[float]:
+            return embedder.embed_query(text).tolist()
+
+    return RagEmbeddings()
+
+
+class LangChainFaissStore:
+    """The peer: LangChain's FAISS vector store (langchain_community.vectorstores.FAISS, its defaults:
+    IndexFlatL2, an InMemoryDocstore of Documents pickled beside it), built from the same vectors and
+    texts with from_embeddings / add_embeddings, saved with save_local and loaded with load_local as
+    its users do. Metadata per chunk: what a Hit names (article id, ordinal, title, source, date)."""
+
+    def build(self, data: ScaleData, folder: Path) -> dict[str, Any]:
+        from langchain_community.vectorstores import FAISS
+
+        emb = langchain_embeddings(data.dim, folder)  # only used for queries: the vectors are given
+        store = None
+        pairs: list[tuple[str, np.ndarray]] = []  # numpy rows: lists of Python floats would cost ~30x the RAM
+        metas: list[dict[str, Any]] = []
+        ids: list[str] = []
+
+        def flush() -> None:  # in blocks: each InMemoryDocstore.add copies the whole dict (quadratic per article)
+            nonlocal store
+            if store is None:
+                store = FAISS.from_embeddings(pairs, emb, metadatas=metas, ids=ids)
+            else:
+                store.add_embeddings(pairs, metadatas=metas, ids=ids)
+            pairs.clear(), metas.clear(), ids.clear()
+
+        for number, texts, vectors in data.articles():
+            aid = f"syn-{number}"
+            pairs += zip(texts, vectors)
+            metas += [{"article_id": aid, "ordinal": i, "title": f"Synthetic {aid}", "source": "synthetic",
+                       "published_at": "2020-01-01", "position": CHUNKS_PER_ARTICLE * number + i}
+                      for i in range(len(texts))]
+            ids += [f"{aid}#{i}" for i in range(len(texts))]
+            if len(ids) >= BLOCK:
+                flush()
+        if ids:
+            flush()
+        assert store is not None
+        store.save_local(str(folder))
+        return {"kind": type(store.index).__name__, "faiss_bytes": (folder / "index.faiss").stat().st_size}
+
+    def open(self, folder: Path, dim: int) -> tuple[Callable[[str], Any], Callable[[np.ndarray], list[int]]]:
+        from langchain_community.vectorstores import FAISS
+
+        emb = langchain_embeddings(dim, folder)
+        store = FAISS.load_local(str(folder), emb, allow_dangerous_deserialization=True)
+
+        def search(question: str) -> Any:
+            return store.similarity_search_with_score_by_vector(emb.embed_query(question), k=10)
+
+        def positions(vector: np.ndarray) -> list[int]:
+            found = store.similarity_search_with_score_by_vector(vector.tolist(), k=10)
+            return [doc.metadata["position"] for doc, _ in found]
+
+        return search, positions
+
+
 STORES: dict[str, Callable[[], Any]] = {
     "faiss": FaissStore,  # the kind chosen by size, as shipped
     "faiss-hnsw": functools.partial(FaissStore, exact_search_limit=0, hnsw_limit=10**12),
     "faiss-ivfpq": functools.partial(FaissStore, exact_search_limit=0, hnsw_limit=0),
+    "milvus-lite": MilvusLiteStore,
+    "langchain-faiss": LangChainFaissStore,  # the peer
 }
+PEER = "langchain-faiss"
+
+
+def descendants(pid: int) -> list[int]:
+    """Child processes of ``pid``, recursively (Milvus Lite's server is one)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def children_cpu_s(pids: list[int] | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process's live children (none for the stores here)."""
+    total = 0
+    for pid in descendants(os.getpid()) if pids is None else pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kb() -> dict[str, float]:
     """Resident memory split (KiB): anonymous (heap: cannot be dropped) and file-backed
-    (mmapped files: the kernel may evict them under pressure and re-read on use)."""
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-            fields[key] = float(value.split()[0])
+    (mmapped files: the kernel may evict them under pressure and re-read on use), summed over this
+    process and its children (none for the stores here; a server a store spawned would count)."""
+    fields: dict[str, float] = {}
+    for pid in [os.getpid(), *descendants(os.getpid())]:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                fields[key] = fields.get(key, 0.0) + float(value.split()[0])
     return fields
 
 
@@ -437,30 +575,35 @@ def store_child(role: str, store_name: str, size: int, dim: int, work: Path, wor
         t0 = time.perf_counter()
         out = store.build(data, folder)
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["build_children_cpu_s"] = children_cpu_s()
         out["build_s"] = time.perf_counter() - t0
-        out["build_cpu_s"] = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+        out["build_cpu_s"] = ((usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+                              + out["build_children_cpu_s"])
         out.setdefault("disk_bytes", folder_bytes(folder))
         return out
     from rag.embed import load_embedder
 
     load_embedder(settings_for(dim, folder)).embed_query("warm-up")  # cached: the store's search reuses it
     before = memory_kb()
-    cpu0 = time.process_time()
+    cpu0 = time.process_time() + children_cpu_s()
     search, positions = store.open(folder, dim)
     search(data.questions[0])
     after = memory_kb()
+    kids = descendants(os.getpid())  # read per search below: scanning /proc each time would add CPU
     out: dict[str, Any] = {f"{k}_delta_kb": after[k] - before[k] for k in before}
     times, cpu_times = [], []
     for q in data.questions[1:]:
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0 = children_cpu_s(kids) + time.process_time()
+        t0 = time.perf_counter()
         search(q)
         times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+        cpu_times.append(time.process_time() + children_cpu_s(kids) - c0)
     out["search"] = percentiles_ms(times)
+    out["search_times_s"], out["search_cpu_times_s"] = times, cpu_times  # pooled over --rounds
     out["search_cpu_ms_mean"] = 1000 * float(np.mean(cpu_times))
     found = [positions(v) for v in data.query_vectors]
     out["recall@10"] = float(np.mean([len(set(f) & set(e.tolist())) / len(e) for f, e in zip(found, data.exact)]))
-    out["measure_cpu_s"] = time.process_time() - cpu0
+    out["measure_cpu_s"] = time.process_time() + children_cpu_s() - cpu0
     end = memory_kb()  # after every search: re-scoring has paged in parts of the vector matrix
     out |= {f"{k}_end_delta_kb": end[k] - before[k] for k in before}
     return out
@@ -476,7 +619,8 @@ def run_store_child(role: str, args: argparse.Namespace, store: str, size: int, 
 def store_table(rows: list[dict[str, Any]]) -> None:
     print("\nRAM = growth of a fresh process's RSS from opening the store to its first search, per chunk: anonymous "
           "(heap) + file-backed (mmapped pages, evictable); in brackets after all searches. Ingest excludes "
-          "embedding (vectors given). CPU = process CPU time (the machine may be shared).")
+          "embedding (vectors given). CPU = CPU time of the process and its children, the machine may be shared; "
+          "RAM likewise sums the process tree (Milvus Lite 3 serves from threads in the process: no child).")
     print("\n| store | kind | chunks | ingest chunks/s (CPU s) | search p50 / p95 ms (CPU ms) | recall@10 vs exact "
           "| RAM KB/chunk: anon + file [after searches] | disk KB/chunk | FAISS B/chunk |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -484,10 +628,34 @@ def store_table(rows: list[dict[str, Any]]) -> None:
         n = r["size"]
         anon, file_ = r["RssAnon_delta_kb"] / n, r["RssFile_delta_kb"] / n
         anon_end, file_end = r["RssAnon_end_delta_kb"] / n, r["RssFile_end_delta_kb"] / n
+        faiss_b = f"{r['faiss_bytes'] / n:.0f}" if "faiss_bytes" in r else "-"
         print(f"| {r['store']} | {r.get('kind', '')} | {n:,} | {n / r['build_s']:,.0f} ({r['build_cpu_s']:.0f}) "
               f"| {r['search']['p50_ms']:.1f} / {r['search']['p95_ms']:.1f} ({r['search_cpu_ms_mean']:.1f}) "
               f"| {r['recall@10']:.3f} | {anon:.2f} + {file_:.2f} [{anon_end:.2f} + {file_end:.2f}] "
-              f"| {r['disk_bytes'] / n / 1024:.2f} | {r.get('faiss_bytes', float('nan')) / n:.0f} |")
+              f"| {r['disk_bytes'] / n / 1024:.2f} | {faiss_b} |")
+
+
+def ram_kb(r: dict[str, Any]) -> float:
+    return (r["RssAnon_delta_kb"] + r["RssFile_delta_kb"]) / r["size"]
+
+
+def peer_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each store vs the peer (LangChain FAISS) at the same size, from the same run."""
+    peers = {r["size"]: r for r in rows if r["store"] == PEER}
+    lines = []
+    for r in rows:
+        peer = peers.get(r["size"])
+        if peer is None or r["store"] == PEER:
+            continue
+        lines.append(f"| {r['store']} | {r['size']:,} | {r['search']['p50_ms'] / peer['search']['p50_ms']:.2f}x "
+                     f"| {ram_kb(r) / max(ram_kb(peer), 1e-9):.2f}x "
+                     f"| {r['disk_bytes'] / peer['disk_bytes']:.2f}x | {r['build_s'] / peer['build_s']:.2f}x |")
+    if lines:
+        print(f"\nRatios vs the peer ({PEER}) at the same size, same run (below 1: smaller / faster than the peer; "
+              f"searches pooled over {rows[0].get('rounds', 1)} alternate round(s)):")
+        print("\n| store | chunks | search p50 | RAM/chunk (anon + file) | disk/chunk | ingest time |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(lines))
 
 
 def plot_stores(rows: list[dict[str, Any]], path: Path) -> None:
@@ -503,7 +671,7 @@ def plot_stores(rows: list[dict[str, Any]], path: Path) -> None:
         axes[0].plot(x, [r["search"]["p50_ms"] for r in mine], marker="o", label=f"{store} p50")
         axes[0].plot(x, [r["search"]["p95_ms"] for r in mine], "--", marker="o", label=f"{store} p95")
         axes[1].plot(x, [r["recall@10"] for r in mine], marker="o", label=store)
-        axes[2].plot(x, [(r["RssAnon_delta_kb"] + r["RssFile_delta_kb"]) / r["size"] for r in mine], marker="o",
+        axes[2].plot(x, [ram_kb(r) for r in mine], marker="o",
                      label=f"{store} RAM")
         axes[2].plot(x, [r["disk_bytes"] / r["size"] / 1024 for r in mine], "--", marker="o", label=f"{store} disk")
     axes[0].axhline(50, color="grey", linewidth=0.8)
@@ -535,6 +703,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="dimensions for --faiss-sizes (HNSW at 1M x 896-d takes ~30 min to build here)")
     ap.add_argument("--stores", default="faiss",
                     help="the store table (default): stores compared at --sizes on real-like vectors ('' for none)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every store this many times per size, in alternate order (timings pooled)")
+    ap.add_argument("--max-size", default="",
+                    help="largest size per store, e.g. milvus-lite=100000,langchain-faiss=1000000 (Milvus Lite "
+                         "searches exactly: ~1 s per query at 100k here)")
     ap.add_argument("--detail", action="store_true",
                     help="also the older detailed report (hybrid search, answers, flat vs HNSW) on rank-64 vectors")
     ap.add_argument("--real", type=int, default=2000, help="real 10kGNAD passages embedded to draw vectors around")
@@ -570,7 +743,11 @@ def main(argv: list[str] | None = None) -> int:
     store_rows: list[dict[str, Any]] = []
     faiss_rows: list[dict[str, Any]] = []
     try:
-        stores = [name for name in args.stores.split(",") if name.strip()]
+        stores = [name.strip() for name in args.stores.split(",") if name.strip()]
+        unknown = [name for name in stores if name not in STORES]
+        if unknown:
+            ap.error(f"--stores: unknown {unknown}; known: {', '.join(STORES)}")
+        caps = {name.strip(): int(n) for name, _, n in (c.partition("=") for c in args.max_size.split(",") if c)}
         dim = int(args.dims.split(",")[0])
         if stores:
             print(f"REAL-LIKE data: {dim}-d vectors drawn around {args.real} embedded 10kGNAD passages "
@@ -578,13 +755,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"search = index.search(question, k=10, mode='dense') incl. the query embedding")
             print("... preparing vectors", file=sys.stderr, flush=True)
             prepare_data(work, sizes, dim, args.real, args.shared, args.queries)
-            for store in stores:
-                for size in sizes:
+            for size in sizes:
+                here = [store for store in stores if size <= caps.get(store, size)]
+                for store in sorted(set(stores) - set(here), key=stores.index):
+                    print(f"... {store}, {size} chunks: skipped (--max-size {store}={caps[store]})",
+                          file=sys.stderr, flush=True)
+                built = {}
+                for store in here:
                     print(f"... {store}, {size} chunks: build", file=sys.stderr, flush=True)
-                    row = {"store": store, "dim": dim, "size": size} | run_store_child("build", args, store, size,
-                                                                                      dim, work)
-                    print(f"... {store}, {size} chunks: measure", file=sys.stderr, flush=True)
-                    store_rows.append(row | run_store_child("measure", args, store, size, dim, work))
+                    built[store] = {"store": store, "dim": dim, "size": size} | run_store_child("build", args, store,
+                                                                                               size, dim, work)
+                # Measured in alternate rounds (A B C, C B A, ...) so load changes hit every store alike;
+                # memory and recall come from the first round, the search times are pooled.
+                rounds: dict[str, list[dict[str, Any]]] = {store: [] for store in here}
+                for n in range(args.rounds):
+                    for store in here if n % 2 == 0 else here[::-1]:
+                        print(f"... {store}, {size} chunks: measure (round {n + 1})", file=sys.stderr, flush=True)
+                        rounds[store].append(run_store_child("measure", args, store, size, dim, work))
+                for store in here:
+                    first = rounds[store][0]
+                    times = [t for r in rounds[store] for t in r["search_times_s"]]
+                    cpu = [t for r in rounds[store] for t in r["search_cpu_times_s"]]
+                    store_rows.append(built[store] | first | {
+                        "search": percentiles_ms(times), "search_cpu_ms_mean": 1000 * float(np.mean(cpu)),
+                        "rounds": args.rounds})
                     shutil.rmtree(work / f"{store}-{dim}-{size}", ignore_errors=True)
         for dim in (int(d) for d in args.dims.split(",")) if args.detail else ():
             for size in sizes:
@@ -604,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if store_rows:
         store_table(store_rows)
+        peer_ratios(store_rows)
         plot_stores(store_rows, args.stores_png)
         print(f"\nwrote {args.stores_png}")
     if rows:
