@@ -269,6 +269,9 @@ class NewsIndex:
         embedding anything again. Returns the new index; this one is left as it is."""
         settings = milvus_target(to, self.settings)
         folder = Path(into) if into is not None else self.folder.with_name(self.folder.name + "-milvus")
+        if self.store.name == "faiss" and self.upgrade():  # the copy reads the current catalog schema
+            log.warning("%s was written in an older format: upgraded it in place first (as 'rag upgrade' does)",
+                        self.folder)
         base = self._fresh_snapshot()
         if base is None:
             raise IndexNotFoundError(f"no index in {self.folder} to migrate")

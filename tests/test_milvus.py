@@ -164,3 +164,17 @@ def test_missing_pymilvus_is_named_and_token_is_secret(tmp_path: Path, monkeypat
         connect(str(tmp_path / "m.db"), None, None)
     with pytest.raises(rag.ConfigError, match="RAG_STORE must be one of faiss, milvus"):
         make_settings(tmp_path / "y", store="elastic")
+
+
+def test_milvus_lite_writes_log_no_grpc_errors(tmp_path: Path, embedder, caplog: pytest.LogCaptureFixture) -> None:
+    """pymilvus asks Milvus Lite's in-process gRPC server for a method it lacks; grpc logs each refusal as an
+    ERROR with a traceback, which a user of 'rag ingest' or 'rag migrate' would take for a failure."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        index = rag.open_index(tmp_path / "lite", make_settings(tmp_path / "lite", store="milvus"))
+        index.add_articles([{"id": "a", "text": "Facebook fragte Banken nach Kundendaten. " * 5}])
+        assert index.search("Facebook Banken", k=1)[0].article_id == "a"
+        index.delete("a")
+        index.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

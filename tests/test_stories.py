@@ -235,6 +235,23 @@ def test_an_index_from_before_stories_opens_then_groups_when_upgraded(story_inde
     assert new.upgrade() is False
 
 
+def test_an_index_from_before_stories_is_upgraded_then_migrated_to_milvus(story_index_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    skip_on_milvus("the source of 'rag migrate' is a FAISS index")
+    pytest.importorskip("pymilvus", reason="the Milvus store needs pip install 'rag-news[milvus]'")
+    from rag.store.manifest import FORMAT_VERSION
+
+    folder = tmp_path / "old"
+    shutil.copytree(story_index_dir, folder)
+    _downgrade(folder)
+    old = rag.open_index(folder, make_settings(folder), create=False)
+    new = old.migrate("milvus", tmp_path / "old-milvus")  # the copy reads stories: the source is upgraded first
+    assert old.stats().format_version == FORMAT_VERSION
+    assert new.store.name == "milvus" and new.stats().articles == old.stats().articles
+    assert _stories(new) == _stories(old) and _stories(new)["pr-ap"] == "pr-reuters"
+    new.close()
+
+
 def test_cli_search_and_json_show_the_other_copies(story_index_dir: Path) -> None:
     skip_on_milvus("a Milvus Lite file is one process's (the CLI on Milvus: test_milvus, through a server)")
     from test_cli import run

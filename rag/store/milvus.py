@@ -48,6 +48,14 @@ _clients_lock = threading.Lock()
 _loaded: set[tuple[int, str]] = set()
 
 
+class _LiteNoise(logging.Filter):
+    """Milvus Lite serves gRPC in this process; pymilvus 3 asks it for AllocTimestamp, which it does not
+    implement, and grpc logs each refusal as an ERROR with a traceback (harmless: the client falls back)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Method not implemented" not in record.getMessage()
+
+
 def connect(uri: str, token: str | None, db: str | None) -> Any:
     """A MilvusClient (one per server and database in a process: Milvus Lite allows one per file)."""
     try:
@@ -64,6 +72,9 @@ def connect(uri: str, token: str | None, db: str | None) -> Any:
                 evicted = _clients.pop(old)  # the least recently used Lite file: reopened when asked again
                 _loaded.difference_update({k for k in _loaded if k[0] == id(evicted)})
                 evicted.close()
+            grpc_log = logging.getLogger("grpc._server")
+            if "://" not in uri and not any(isinstance(f, _LiteNoise) for f in grpc_log.filters):
+                grpc_log.addFilter(_LiteNoise())
             kwargs: dict[str, Any] = {"uri": uri, "token": token or ""}
             if db:
                 kwargs["db_name"] = db
