@@ -146,19 +146,20 @@ def test_a_rerun_embeds_nothing_and_an_edit_updates_one_article(on_ray, local, c
 
 def test_a_write_that_fails_mid_run_leaves_the_last_generation_and_a_rerun_adds_the_rest(
         local, corpus: Path, local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.pipeline
+    import rag.store.faiss_store
+    from rag.store.generation import GenerationWriter
 
     order = list(local[1].added)
     victim = order[COMMIT_EVERY + 3]  # in the second batch
 
-    class Failing(rag.pipeline.GenerationWriter):
+    class Failing(GenerationWriter):
         def add(self, article, chunks, vectors):
             if article.id == victim:
                 raise OSError("disk went away")
             super().add(article, chunks, vectors)
 
     folder = tmp_path / "index"
-    monkeypatch.setattr(rag.pipeline, "GenerationWriter", Failing)
+    monkeypatch.setattr(rag.store.faiss_store, "GenerationWriter", Failing)  # the writer FaissStore.writer makes
     with pytest.raises(OSError, match="disk went away"):
         rag.open_index(folder, _settings(folder)).ingest([corpus], ray=True)
     monkeypatch.undo()

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,10 +79,20 @@ def connect(uri: str, token: str | None, db: str | None) -> Any:
             kwargs: dict[str, Any] = {"uri": uri, "token": token or ""}
             if db:
                 kwargs["db_name"] = db
-            try:
-                _clients[key] = MilvusClient(**kwargs)
-            except Exception as exc:  # pymilvus raises MilvusException, grpc or OSError alike
-                raise IndexWriteError(f"cannot reach Milvus at {public_uri(uri)}: {exc}") from exc
+            if "://" not in uri:
+                # Milvus Lite's in-process gRPC server does not permit keepalive pings on idle
+                # connections: after a few it answers GOAWAY "too_many_pings", and the reconnect
+                # that follows failed a test's next client to the same file. A local server needs none.
+                kwargs["grpc_options"] = {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}
+            for attempt in range(3):
+                try:
+                    _clients[key] = MilvusClient(**kwargs)
+                    break
+                except Exception as exc:  # pymilvus raises MilvusException, grpc or OSError alike
+                    if attempt == 2:
+                        raise IndexWriteError(f"cannot reach Milvus at {public_uri(uri)}: {exc}") from exc
+                    log.info("connecting to Milvus at %s failed (%s); retrying", public_uri(uri), exc)
+                    time.sleep(1.0 + attempt)  # a channel that just got GOAWAY is in reconnect backoff
         return _clients[key]
 
 
