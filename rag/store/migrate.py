@@ -46,11 +46,8 @@ def copy_index(source: Snapshot, target: Store, exact_limit: int,
                     raise IndexWriteError(f"article {article_id!r} vanished from {source.folder} while copying")
                 rows = chunks.get(article_id, [])
                 vectors = np.asarray(source.vectors.vectors[[position[r] for r, _ in rows]], dtype=np.float32)
-                if add_stories is not None:
-                    writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim),  # type: ignore
-                               ingested_at=ingested.get(article_id))
-                else:
-                    writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim))
+                kept = {"ingested_at": ingested.get(article_id)} if add_stories is not None else {}
+                writer.add(article, [c for _, c in rows], vectors.reshape(len(rows), m.dim), **kept)  # type: ignore
             if add_stories is not None:  # else the target signs and groups them again when publishing
                 add_stories([(a, stories.get(a), signatures[a]) for a in batch if a in signatures])
             if progress:
